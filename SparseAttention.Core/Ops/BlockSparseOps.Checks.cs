@@ -1,0 +1,79 @@
+using SparseAttention.Accelerators;
+using SparseAttention.Kernels;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Ops;
+
+/// <summary>Guard clauses shared by the ops, in a fixed order: nulls, rank, ctx, heads, head dim, devices.</summary>
+public static partial class BlockSparseOps
+{
+    /// <summary>Head dims the kernels take: multiples of their 16-wide tile.</summary>
+    public const int HeadDimMultiple = SddKernels.Tile;
+
+    internal static Dims CheckDense<T>(BlockSparsePlan plan, DeviceTensor<T> first, string firstName, DeviceTensor<T> second, string secondName)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(first, firstName);
+        ArgumentNullException.ThrowIfNull(second, secondName);
+        var dims = DenseDims(plan, first, firstName);
+        if (!second.HasShape([.. first.Shape]))
+        {
+            Guard.Throw(secondName, $"{secondName} has shape [{string.Join(", ", second.Shape)}] but {firstName} has [{string.Join(", ", first.Shape)}]");
+        }
+
+        first.Device.RequireSame(second.Device, secondName);
+        return dims;
+    }
+
+    internal static Dims DenseDims<T>(BlockSparsePlan plan, DeviceTensor<T> tensor, string name)
+        where T : unmanaged
+    {
+        if (tensor.Shape.Count != 3)
+        {
+            Guard.Throw(name, $"{name} must be [batch, ctx, heads * headDim], not rank {tensor.Shape.Count}");
+        }
+
+        int batch = tensor.Shape[0], ctx = tensor.Shape[1], embedding = tensor.Shape[2];
+        Guard.MultipleOf(ctx, "ctx", plan.BlockSize, "blockSize");
+        if (ctx != plan.Ctx)
+        {
+            Guard.Throw(name, $"{name} has ctx {ctx} but the plan covers ctx {plan.Ctx}");
+        }
+
+        Guard.MultipleOf(embedding, "embedding", plan.Heads, "heads");
+        var headDim = embedding / plan.Heads;
+        if (headDim == 0 || headDim % HeadDimMultiple != 0)
+        {
+            Guard.Throw("headDim", $"headDim {headDim} is not supported: use a positive multiple of {HeadDimMultiple}");
+        }
+
+        Guard.Positive(batch, "batch");
+        return new Dims { Batch = batch, Ctx = ctx, Heads = plan.Heads, HeadDim = headDim };
+    }
+
+    internal static void CheckWeights<T>(BlockSparsePlan plan, Dims dims, ComputeDevice device, DeviceTensor<T> weights, string name)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(weights, name);
+        int[] expected = [dims.Batch, plan.Heads, plan.BlocksPerHead, plan.BlockSize, plan.BlockSize];
+        if (!weights.HasShape(expected))
+        {
+            Guard.Throw(name, $"{name} has shape [{string.Join(", ", weights.Shape)}] but the plan needs [{string.Join(", ", expected)}]");
+        }
+
+        device.RequireSame(weights.Device, name);
+    }
+
+    private static Dims WeightDims<T>(BlockSparsePlan plan, DeviceTensor<T> weights, string name)
+        where T : unmanaged
+    {
+        if (weights.Shape.Count != 5)
+        {
+            Guard.Throw(name, $"{name} must be [batch, heads, blocks, block, block], not rank {weights.Shape.Count}");
+        }
+
+        return new Dims { Batch = weights.Shape[0], Ctx = plan.Ctx, Heads = plan.Heads, HeadDim = HeadDimMultiple };
+    }
+}

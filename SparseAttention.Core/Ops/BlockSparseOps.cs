@@ -1,0 +1,89 @@
+using SparseAttention.Accelerators;
+using SparseAttention.Kernels;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Ops;
+
+/// <summary>
+/// The block-sparse primitives of SPEC section 4 (the original's <c>BlocksparseTransformer</c>). Dense tensors are
+/// <c>[batch, ctx, heads * headDim]</c>; block-sparse weights are <c>[batch, heads, blocks, block, block]</c>.
+/// Every argument is checked before any kernel runs, so a failed call leaves the destination untouched.
+/// </summary>
+public static partial class BlockSparseOps
+{
+    /// <summary>SDD (<c>nt</c>): <c>weights[n,h,b] = left[block i] . right[block j]^T</c> for every enabled block.</summary>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    public static void QueryKey<T>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<T> weights)
+        where T : unmanaged
+    {
+        var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
+        CheckWeights(plan, dims, left.Device, weights, nameof(weights));
+        var tables = left.Device.Upload(plan).Tables;
+        ElementDispatch.Run<T, SddAction<T>>(new(left, right, weights, dims, tables));
+    }
+
+    /// <summary>DSD (<c>nn</c>): <c>output[block row i] = sum over b = (i, j) of weights[b] . dense[block j]</c>.</summary>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    public static void WeightValue<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output)
+        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: false);
+
+    /// <summary>Transposed DSD (<c>tn</c>): <c>output[block column j] = sum over b = (i, j) of weights[b]^T . dense[block i]</c>.</summary>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    public static void WeightValueTransposed<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output)
+        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: true);
+
+    /// <summary>
+    /// Softmax over each query row's enabled blocks of <c>scores * scale</c>; with <paramref name="useMask"/> only
+    /// allowed elements take part and excluded ones become exactly 0; a row with nothing allowed becomes zeros.
+    /// </summary>
+    /// <exception cref="ArgumentException">Shapes or devices do not fit the plan.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="autoregressAtKey"/> is outside [0, ctx).</exception>
+    public static void Softmax<T>(DeviceTensor<T> scores, BlockSparsePlan plan, DeviceTensor<T> probabilities, float scale, bool useMask = true, int? autoregressAtKey = null)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        ArgumentNullException.ThrowIfNull(plan);
+        var dims = WeightDims(plan, scores, nameof(scores));
+        CheckWeights(plan, dims, scores.Device, probabilities, nameof(probabilities));
+        if (autoregressAtKey is { } key)
+        {
+            Layouts.TokenMasks.CheckAutoregressAtKey(key, plan.Ctx);
+        }
+
+        var tables = scores.Device.Upload(plan).Tables;
+        ElementDispatch.Run<T, SoftmaxAction<T>>(new(scores, probabilities, dims, tables, scale, useMask ? 1 : 0, autoregressAtKey ?? plan.Ctx));
+    }
+
+    /// <summary>Softmax gradient: <c>inputGrad = (outputGrad - rowsum(outputGrad * probabilities)) * probabilities * scale</c>.</summary>
+    /// <exception cref="ArgumentException">Shapes or devices do not fit the plan.</exception>
+    public static void SoftmaxGrad<T>(DeviceTensor<T> probabilities, DeviceTensor<T> outputGrad, BlockSparsePlan plan, DeviceTensor<T> inputGrad, float scale)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(probabilities);
+        ArgumentNullException.ThrowIfNull(plan);
+        var dims = WeightDims(plan, probabilities, nameof(probabilities));
+        CheckWeights(plan, dims, probabilities.Device, outputGrad, nameof(outputGrad));
+        CheckWeights(plan, dims, probabilities.Device, inputGrad, nameof(inputGrad));
+        var tables = probabilities.Device.Upload(plan).Tables;
+        ElementDispatch.Run<T, SoftmaxGradAction<T>>(new(probabilities, outputGrad, inputGrad, dims, tables, scale));
+    }
+
+    /// <summary>A weight tensor shaped for <paramref name="plan"/>: <c>[batch, heads, blocks, block, block]</c>.</summary>
+    public static DeviceTensor<T> AllocateWeights<T>(ComputeDevice device, BlockSparsePlan plan, int batch)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        Guard.Positive(batch, nameof(batch));
+        return DeviceTensor<T>.Allocate(device, batch, plan.Heads, plan.BlocksPerHead, plan.BlockSize, plan.BlockSize);
+    }
+
+    private static void Dsd<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool transposed)
+        where T : unmanaged
+    {
+        var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
+        CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
+        var tables = dense.Device.Upload(plan).Tables;
+        ElementDispatch.Run<T, DsdAction<T>>(new(weights, dense, output, dims, tables, transposed ? 1 : 0));
+    }
+}

@@ -1,0 +1,45 @@
+using SparseAttention.Kernels;
+using SparseAttention.Tensors;
+using static SparseAttention.Ops.ElementDispatch;
+
+namespace SparseAttention.Ops;
+
+/// <summary>SDD launch, specialised per element type.</summary>
+internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T> Output, Dims Dims, PlanTables Tables) : IElementAction
+    where T : unmanaged
+{
+    public void Run<TS, TE>()
+        where TS : unmanaged
+        where TE : struct, IElement<TS> =>
+        SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables });
+}
+
+/// <summary>DSD launch (plain or transposed), specialised per element type.</summary>
+internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed) : IElementAction
+    where T : unmanaged
+{
+    public void Run<TS, TE>()
+        where TS : unmanaged
+        where TE : struct, IElement<TS> =>
+        DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS> { Weights = As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+}
+
+/// <summary>Masked softmax launch, specialised per element type.</summary>
+internal readonly record struct SoftmaxAction<T>(DeviceTensor<T> Input, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, float Scale, int UseMask, int AutoregressAtKey) : IElementAction
+    where T : unmanaged
+{
+    public void Run<TS, TE>()
+        where TS : unmanaged
+        where TE : struct, IElement<TS> =>
+        SoftmaxKernels.Launch<TS, TE>(Input.Device.Accelerator, new SoftmaxParams<TS> { Input = As<T, TS>(Input), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Scale = Scale, UseMask = UseMask, AutoregressAtKey = AutoregressAtKey });
+}
+
+/// <summary>Softmax gradient launch, specialised per element type.</summary>
+internal readonly record struct SoftmaxGradAction<T>(DeviceTensor<T> Probabilities, DeviceTensor<T> OutputGrad, DeviceTensor<T> InputGrad, Dims Dims, PlanTables Tables, float Scale) : IElementAction
+    where T : unmanaged
+{
+    public void Run<TS, TE>()
+        where TS : unmanaged
+        where TE : struct, IElement<TS> =>
+        SoftmaxKernels.LaunchGrad<TS, TE>(Probabilities.Device.Accelerator, new SoftmaxGradParams<TS> { Probabilities = As<T, TS>(Probabilities), OutputGrad = As<T, TS>(OutputGrad), InputGrad = As<T, TS>(InputGrad), Dims = Dims, Plan = Tables, Scale = Scale });
+}

@@ -1,0 +1,42 @@
+using System.Collections.Concurrent;
+using SparseAttention.Layouts;
+
+namespace SparseAttention.Planning;
+
+/// <summary>Building plans, cached by their content (blocks and bit masks), never by a delegate's identity.</summary>
+public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
+{
+    private static readonly ConcurrentDictionary<BlockSparsePlan, BlockSparsePlan> Cache = new();
+
+    /// <summary>The plan of <paramref name="layout"/>; an equal plan built earlier is returned instead of a new one.</summary>
+    public static BlockSparsePlan For(BlockLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var plan = new BlockSparsePlan(layout);
+        return Cache.GetOrAdd(plan, plan);
+    }
+
+    /// <summary>Content equality: sizes, heads, blocks and every mask bit.</summary>
+    public bool Equals(BlockSparsePlan? other) =>
+        other is not null
+        && BlockSize == other.BlockSize && BlockCount == other.BlockCount && Heads == other.Heads
+        && LayoutHeads == other.LayoutHeads && BlocksPerHead == other.BlocksPerHead
+        && BlockRows.AsSpan().SequenceEqual(other.BlockRows) && BlockColumns.AsSpan().SequenceEqual(other.BlockColumns)
+        && Masks.AsSpan().SequenceEqual(other.Masks);
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => Equals(obj as BlockSparsePlan);
+
+    /// <inheritdoc/>
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(BlockSize);
+        hash.Add(BlockCount);
+        hash.Add(Heads);
+        hash.Add(LayoutHeads);
+        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(BlockColumns.AsSpan()));
+        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Masks.AsSpan()));
+        return hash.ToHashCode();
+    }
+}

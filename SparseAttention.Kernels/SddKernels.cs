@@ -1,0 +1,90 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SparseAttention.Kernels;
+
+// SDD (query-key, "nt"): W[n,h,b] = A[n, rows of block i, h] . B[n, rows of block j, h]^T for every enabled block b = (i, j).
+// Versions:
+//   v1  16x16 output tile per 256-thread group, head dim staged through shared memory 16 at a time, fp32 FMA.
+//       Plain C#, so the CPU accelerator runs the very same code.
+
+/// <summary>Arguments of the SDD kernel.</summary>
+/// <typeparam name="T">Storage type of the inputs and the block-sparse output.</typeparam>
+public readonly struct SddParams<T>
+    where T : unmanaged
+{
+    /// <summary>Left operand, <c>[batch, ctx, heads * headDim]</c> (queries, or output gradients).</summary>
+    public ArrayView<T> Left { get; init; }
+
+    /// <summary>Right operand, same shape (keys, or values).</summary>
+    public ArrayView<T> Right { get; init; }
+
+    /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c>.</summary>
+    public ArrayView<T> Output { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+}
+
+/// <summary>The SDD kernel family and its launcher.</summary>
+public static class SddKernels
+{
+    /// <summary>Tile edge: every supported block size and head dim is a multiple of it.</summary>
+    public const int Tile = 16;
+
+    /// <summary>Computes every enabled block of <c>Left . Right^T</c> into <c>Output</c>.</summary>
+    public static void Launch<T, TElement>(Accelerator accelerator, in SddParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var tilesPerBlock = p.Plan.BlockSize / Tile;
+        var groups = new Index2D(p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock, p.Dims.Batch * p.Dims.Heads);
+        if (groups.X == 0)
+        {
+            return;
+        }
+
+        KernelCache.Get<SddParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
+    }
+
+    internal static void Kernel<T, TElement>(SddParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        var element = default(TElement);
+        var dims = p.Dims;
+        var plan = p.Plan;
+        int bs = plan.BlockSize, tilesPerBlock = bs / Tile;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        var block = Grid.IdxX / (tilesPerBlock * tilesPerBlock);
+        var tileInBlock = Grid.IdxX % (tilesPerBlock * tilesPerBlock);
+        int tileRow = tileInBlock / tilesPerBlock, tileColumn = tileInBlock % tilesPerBlock;
+        int ty = Group.IdxX / Tile, tx = Group.IdxX % Tile;
+        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow * Tile;
+        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn * Tile;
+
+        // One padding column keeps the transposed read of the right tile free of bank conflicts.
+        var leftTile = SharedMemory.Allocate<float>(Tile * (Tile + 1));
+        var rightTile = SharedMemory.Allocate<float>(Tile * (Tile + 1));
+        var acc = 0f;
+        for (var d0 = 0; d0 < dims.HeadDim; d0 += Tile)
+        {
+            leftTile[ty * (Tile + 1) + tx] = element.ToFloat(p.Left[dims.Index(n, leftRow + ty, h, d0 + tx)]);
+            rightTile[ty * (Tile + 1) + tx] = element.ToFloat(p.Right[dims.Index(n, rightRow + ty, h, d0 + tx)]);
+            Group.Barrier();
+            for (var e = 0; e < Tile; e++)
+            {
+                acc += leftTile[ty * (Tile + 1) + e] * rightTile[tx * (Tile + 1) + e];
+            }
+
+            Group.Barrier();
+        }
+
+        var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+        p.Output[blockBase + (tileRow * Tile + ty) * bs + tileColumn * Tile + tx] = element.FromFloat(acc);
+    }
+}

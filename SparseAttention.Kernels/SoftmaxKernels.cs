@@ -1,0 +1,245 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace SparseAttention.Kernels;
+
+// Masked softmax over block-sparse rows, and its gradient. One warp per query row: the row's elements are the
+// enabled blocks of its block row, each contributing one block row of `block` elements.
+// Forward:  y = exp(x*scale - max) / sum over allowed elements; y = 0 exactly where excluded; an empty row is all zeros.
+// Backward: dx = (dy - sum_row(dy * y)) * y * scale (y = 0 where excluded, so no mask is needed).
+// Versions:
+//   v1  one 32-lane warp per row, three passes (max, sum, write) with butterfly shuffles, fp32 math.
+
+/// <summary>Arguments of the masked softmax kernel.</summary>
+/// <typeparam name="T">Storage type of the block-sparse tensors.</typeparam>
+public readonly struct SoftmaxParams<T>
+    where T : unmanaged
+{
+    /// <summary>Scores <c>[batch, heads, blocks, block, block]</c>.</summary>
+    public ArrayView<T> Input { get; init; }
+
+    /// <summary>Probabilities, same shape; every element is written.</summary>
+    public ArrayView<T> Output { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>Multiplies the scores before the softmax.</summary>
+    public float Scale { get; init; }
+
+    /// <summary>1 to apply the element bit masks, 0 for a plain softmax over whole blocks.</summary>
+    public int UseMask { get; init; }
+
+    /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
+    public int AutoregressAtKey { get; init; }
+}
+
+/// <summary>Arguments of the softmax gradient kernel.</summary>
+/// <typeparam name="T">Storage type.</typeparam>
+public readonly struct SoftmaxGradParams<T>
+    where T : unmanaged
+{
+    /// <summary>Forward probabilities.</summary>
+    public ArrayView<T> Probabilities { get; init; }
+
+    /// <summary>Gradient of the probabilities.</summary>
+    public ArrayView<T> OutputGrad { get; init; }
+
+    /// <summary>Gradient of the scores; every element is written.</summary>
+    public ArrayView<T> InputGrad { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>The forward scale.</summary>
+    public float Scale { get; init; }
+}
+
+/// <summary>The softmax kernel family and its launchers.</summary>
+public static class SoftmaxKernels
+{
+    private const int WarpSize = 32;
+
+    /// <summary>Runs the masked (or plain) softmax.</summary>
+    public static void Launch<T, TElement>(Accelerator accelerator, in SoftmaxParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        KernelCache.Get<SoftmaxParams<T>>(accelerator, Forward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+    }
+
+    /// <summary>Runs the softmax gradient.</summary>
+    public static void LaunchGrad<T, TElement>(Accelerator accelerator, in SoftmaxGradParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        KernelCache.Get<SoftmaxGradParams<T>>(accelerator, Backward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+    }
+
+    private static KernelConfig Config(Dims dims) => new(new Index2D(dims.Ctx, dims.Batch * dims.Heads), new Index2D(WarpSize, 1));
+
+    internal static void Forward<T, TElement>(SoftmaxParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        var element = default(TElement);
+        var row = new RowCursor(p.Plan, p.Dims);
+        var lane = Group.IdxX;
+        var max = float.NegativeInfinity;
+        for (var entry = row.Start; entry < row.End; entry++)
+        {
+            for (var c = lane; c < row.BlockSize; c += WarpSize)
+            {
+                if (IsAllowed(p, row, entry, c))
+                {
+                    max = XMath.Max(max, element.ToFloat(p.Input[row.ElementIndex(entry, c)]) * p.Scale);
+                }
+            }
+        }
+
+        max = WarpMax(max);
+        var sum = 0f;
+        for (var entry = row.Start; entry < row.End; entry++)
+        {
+            for (var c = lane; c < row.BlockSize; c += WarpSize)
+            {
+                if (IsAllowed(p, row, entry, c))
+                {
+                    sum += XMath.Exp(element.ToFloat(p.Input[row.ElementIndex(entry, c)]) * p.Scale - max);
+                }
+            }
+        }
+
+        sum = WarpSum(sum);
+        var inverse = sum > 0f ? 1f / sum : 0f;
+        for (var entry = row.Start; entry < row.End; entry++)
+        {
+            for (var c = lane; c < row.BlockSize; c += WarpSize)
+            {
+                var index = row.ElementIndex(entry, c);
+                var y = IsAllowed(p, row, entry, c) ? XMath.Exp(element.ToFloat(p.Input[index]) * p.Scale - max) * inverse : 0f;
+                p.Output[index] = element.FromFloat(y);
+            }
+        }
+    }
+
+    internal static void Backward<T, TElement>(SoftmaxGradParams<T> p)
+        where T : unmanaged
+        where TElement : struct, IElement<T>
+    {
+        var element = default(TElement);
+        var row = new RowCursor(p.Plan, p.Dims);
+        var lane = Group.IdxX;
+        var dot = 0f;
+        for (var entry = row.Start; entry < row.End; entry++)
+        {
+            for (var c = lane; c < row.BlockSize; c += WarpSize)
+            {
+                var index = row.ElementIndex(entry, c);
+                dot += element.ToFloat(p.OutputGrad[index]) * element.ToFloat(p.Probabilities[index]);
+            }
+        }
+
+        dot = WarpSum(dot);
+        for (var entry = row.Start; entry < row.End; entry++)
+        {
+            for (var c = lane; c < row.BlockSize; c += WarpSize)
+            {
+                var index = row.ElementIndex(entry, c);
+                var y = element.ToFloat(p.Probabilities[index]);
+                p.InputGrad[index] = element.FromFloat((element.ToFloat(p.OutputGrad[index]) - dot) * y * p.Scale);
+            }
+        }
+    }
+
+    private static bool IsAllowed<T>(in SoftmaxParams<T> p, in RowCursor row, int entry, int c)
+        where T : unmanaged
+    {
+        var key = row.KeyBlock(entry) * row.BlockSize + c;
+        if (key >= p.AutoregressAtKey && key > row.Query)
+        {
+            return false;
+        }
+
+        if (p.UseMask == 0)
+        {
+            return true;
+        }
+
+        var blockId = row.PlanBlock(entry);
+        if (p.Plan.BlockIsFull[blockId] != 0)
+        {
+            return true;
+        }
+
+        var bit = row.RowInBlock * row.BlockSize + c;
+        return (p.Plan.Masks[(long)blockId * p.Plan.WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
+    }
+
+    private static float WarpMax(float value)
+    {
+        for (var offset = WarpSize / 2; offset > 0; offset /= 2)
+        {
+            value = XMath.Max(value, Warp.ShuffleXor(value, offset));
+        }
+
+        return value;
+    }
+
+    private static float WarpSum(float value)
+    {
+        for (var offset = WarpSize / 2; offset > 0; offset /= 2)
+        {
+            value += Warp.ShuffleXor(value, offset);
+        }
+
+        return value;
+    }
+
+    /// <summary>Where query row <c>Grid.IdxX</c> of head <c>Grid.IdxY</c> finds its blocks.</summary>
+    private readonly struct RowCursor
+    {
+        private readonly PlanTables plan;
+        private readonly int layoutHead;
+        private readonly long headBase;
+
+        public RowCursor(PlanTables plan, Dims dims)
+        {
+            this.plan = plan;
+            Query = Grid.IdxX;
+            var head = Grid.IdxY % dims.Heads;
+            layoutHead = plan.LayoutHead(head);
+            BlockSize = plan.BlockSize;
+            RowInBlock = Query % BlockSize;
+            var blockRow = Query / BlockSize;
+            Start = plan.RowOffsets[layoutHead * (plan.BlockCount + 1) + blockRow];
+            End = plan.RowOffsets[layoutHead * (plan.BlockCount + 1) + blockRow + 1];
+            headBase = (long)Grid.IdxY * plan.BlocksPerHead;
+        }
+
+        public int Query { get; }
+
+        public int BlockSize { get; }
+
+        public int RowInBlock { get; }
+
+        public int Start { get; }
+
+        public int End { get; }
+
+        public int PlanBlock(int entry) => layoutHead * plan.BlocksPerHead + plan.RowBlocks[entry];
+
+        public int KeyBlock(int entry) => plan.BlockColumns[PlanBlock(entry)];
+
+        public long ElementIndex(int entry, int c) => ((headBase + plan.RowBlocks[entry]) * BlockSize + RowInBlock) * BlockSize + c;
+    }
+}

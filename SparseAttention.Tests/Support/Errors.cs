@@ -1,0 +1,53 @@
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Tests.Support;
+
+/// <summary>Error measures and the dtype tolerances of SPEC section 7.</summary>
+internal static class Errors
+{
+    /// <summary>‖actual − expected‖ / ‖expected‖ in the Frobenius norm (absolute when the reference is zero); NaN anywhere gives infinity.</summary>
+    public static double Relative(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected)
+    {
+        Assert.AreEqual(expected.Length, actual.Length, "lengths differ");
+        double diff = 0, norm = 0;
+        for (var i = 0; i < actual.Length; i++)
+        {
+            if (double.IsNaN(actual[i]) || double.IsInfinity(actual[i]))
+            {
+                return double.PositiveInfinity;
+            }
+
+            diff += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+            norm += expected[i] * expected[i];
+        }
+
+        return norm > 0 ? Math.Sqrt(diff / norm) : Math.Sqrt(diff);
+    }
+
+    /// <summary>Relative error of <paramref name="actual"/> (any element type) against a float64 reference.</summary>
+    public static double Relative<T>(T[] actual, ReadOnlySpan<double> expected) => Relative(Numeric.ToDouble<T>(actual), expected);
+
+    /// <summary>
+    /// The bound for an op's output: fp32 1e-5; fp16/bf16 2x (gradients 3x) the error of a naive same-precision
+    /// implementation, floored at 1e-3.
+    /// </summary>
+    public static double Tolerance<T>(double naiveError, bool gradient = false)
+    {
+        if (typeof(T) == typeof(float))
+        {
+            return 1e-5;
+        }
+
+        return Math.Max((gradient ? 3 : 2) * naiveError, 1e-3);
+    }
+
+    /// <summary>The reference rounded to the element type: what a naive implementation that stores in T gets at best.</summary>
+    public static double[] RoundTo<T>(ReadOnlySpan<double> values) => Numeric.ToDouble<T>(Numeric.FromDouble<T>(values));
+
+    /// <summary>Asserts the error is within the bound, printing both.</summary>
+    public static void AssertWithin(double error, double tolerance, string what)
+    {
+        Console.WriteLine($"{what}: relative error {error:E3} (tolerance {tolerance:E3})");
+        Assert.IsLessThanOrEqualTo(tolerance, error, $"{what}: relative error {error:E3} exceeds {tolerance:E3}");
+    }
+}
