@@ -25,7 +25,7 @@ internal static class Errors
     }
 
     /// <summary>Relative error of <paramref name="actual"/> (any element type) against a float64 reference.</summary>
-    public static double Relative<T>(T[] actual, ReadOnlySpan<double> expected) => Relative(Numeric.ToDouble<T>(actual), expected);
+    public static double RelativeOf<T>(T[] actual, ReadOnlySpan<double> expected) => Relative(Numeric.ToDouble<T>(actual), expected);
 
     /// <summary>
     /// The bound for an op's output: fp32 1e-5; fp16/bf16 2x (gradients 3x) the error of a naive same-precision
