@@ -31,7 +31,48 @@ public readonly struct Fp16 : IElement<ushort>
     public float ToFloat(ushort value) => (float)Interop.IntAsFloat(value);
 
     /// <inheritdoc/>
-    public ushort FromFloat(float value) => Interop.FloatAsInt((ILGPU.Half)value);
+    /// <remarks>Integer rounding rather than ILGPU.Half's conversion, which truncates on the CPU accelerator.</remarks>
+    public ushort FromFloat(float value)
+    {
+        var bits = Interop.FloatAsInt(value);
+        var sign = (bits >> 16) & 0x8000u;
+        var magnitude = bits & 0x7FFFFFFFu;
+        if (magnitude >= 0x7F800000u)
+        {
+            return (ushort)(sign | (magnitude > 0x7F800000u ? 0x7E00u : 0x7C00u));
+        }
+
+        if (magnitude >= 0x477FF000u)
+        {
+            // 65520 and above round to infinity.
+            return (ushort)(sign | 0x7C00u);
+        }
+
+        if (magnitude >= 0x38800000u)
+        {
+            // Normal: rebias the exponent (127 - 15 = 112) and round the 13 dropped bits to nearest even.
+            return (ushort)(sign | ((magnitude - (112u << 23) + 0xFFFu + ((magnitude >> 13) & 1u)) >> 13));
+        }
+
+        var exponent = (int)(magnitude >> 23);
+        if (exponent < 102)
+        {
+            return (ushort)sign;
+        }
+
+        // Subnormal: the value is mantissa * 2^(exponent - 150), in units of 2^-24 that is mantissa >> (126 - exponent).
+        var mantissa = (magnitude & 0x7FFFFFu) | 0x800000u;
+        var shift = 126 - exponent;
+        var result = mantissa >> shift;
+        var remainder = mantissa & ((1u << shift) - 1u);
+        var halfway = 1u << (shift - 1);
+        if (remainder > halfway || (remainder == halfway && (result & 1u) != 0))
+        {
+            result++;
+        }
+
+        return (ushort)(sign | result);
+    }
 }
 
 /// <summary>bf16 carried as raw bits: the top half of an fp32, rounded to nearest even.</summary>

@@ -99,11 +99,13 @@ public sealed partial class BlockLayout
             Guard.Throw(nameof(blocksPerHead), $"blocksPerHead has {blocksPerHead.Count} matrices: give 1 (shared) or heads = {heads}");
         }
 
+        // A predicate may differ per head, so it gets per-head tables even when the block matrix is shared.
+        var layoutHeads = elementPredicate is null ? blocksPerHead.Count : heads;
         var nb = blocksPerHead[0].GetLength(0);
-        var enabled = new bool[blocksPerHead.Count * nb * nb];
-        for (var h = 0; h < blocksPerHead.Count; h++)
+        var enabled = new bool[layoutHeads * nb * nb];
+        for (var h = 0; h < layoutHeads; h++)
         {
-            var m = blocksPerHead[h];
+            var m = blocksPerHead[h % blocksPerHead.Count];
             if (m.GetLength(0) != nb || m.GetLength(1) != nb || nb == 0)
             {
                 Guard.Throw(nameof(blocksPerHead), $"head {h}'s block matrix is {m.GetLength(0)}x{m.GetLength(1)}: every matrix must be the same non-empty square");
@@ -118,7 +120,7 @@ public sealed partial class BlockLayout
             }
         }
 
-        return new BlockLayout(blockSize, nb, heads, blocksPerHead.Count, enabled, elementPredicate, "custom");
+        return new BlockLayout(blockSize, nb, heads, layoutHeads, enabled, elementPredicate, "custom");
     }
 
     private static int CheckCommon(int ctx, int blockSize, int heads)

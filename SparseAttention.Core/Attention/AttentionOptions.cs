@@ -1,0 +1,17 @@
+namespace SparseAttention.Attention;
+
+/// <summary>Options of an attention call; every field has the default a PyTorch user expects.</summary>
+public sealed record AttentionOptions
+{
+    /// <summary>Multiplies the scores; <c>1 / sqrt(headDim)</c> when null.</summary>
+    public double? Scale { get; init; }
+
+    /// <summary>The original's <c>autoregress_at_key</c>: keys at or after it are seen only by queries at or after them.</summary>
+    public int? AutoregressAtKey { get; init; }
+
+    /// <summary>Keep only the inputs during forward and recompute the probabilities during backward (less memory).</summary>
+    public bool Recompute { get; init; }
+
+    /// <summary>The defaults.</summary>
+    public static AttentionOptions Default { get; } = new();
+}

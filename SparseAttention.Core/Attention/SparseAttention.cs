@@ -1,0 +1,164 @@
+using SparseAttention.Autograd;
+using SparseAttention.Layouts;
+using SparseAttention.Ops;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Attention;
+
+/// <summary>
+/// Attention over <c>[batch, ctx, heads * headDim]</c> tensors: the original's <c>blocksparse_attention_impl</c>
+/// (block-sparse, every pattern) and <c>attention_impl</c> (dense, on the device). Pass a <see cref="Tape"/> to
+/// record the call for <see cref="Tape.Backward{T}"/>.
+/// </summary>
+public static class BlockSparseAttention
+{
+    /// <summary>Block-sparse attention with a built-in pattern; <c>strided</c> runs on the transposed sequence.</summary>
+    /// <exception cref="ArgumentException">Shapes, devices, heads or the pattern's parameters do not fit.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx).</exception>
+    public static DeviceTensor<T> Compute<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads, AttentionPattern pattern, int blockSize, AttentionOptions? options = null, Tape? tape = null)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        var ctx = CheckInputs(q, k, v, heads);
+        var layout = pattern.ToLayout(ctx, blockSize, heads);
+        if (pattern.Kind != PatternKind.Strided)
+        {
+            return Run(q, k, v, layout, options ?? AttentionOptions.Default, tape);
+        }
+
+        // Strided: transpose tokens so positions L apart become neighbours, attend there, transpose back (SPEC 5).
+        // autoregressAtKey speaks of natural positions; on the four built-in patterns it removes nothing (SPEC 4).
+        CheckAutoregress(options, ctx);
+        var stride = pattern.AttentionLength;
+        var (qt, kt, vt) = (Permute(q, stride, false, tape), Permute(k, stride, false, tape), Permute(v, stride, false, tape));
+        var transposedOutput = Run(qt, kt, vt, layout, (options ?? AttentionOptions.Default) with { AutoregressAtKey = null }, tape);
+        var output = Permute(transposedOutput, stride, true, tape);
+        if (tape is null)
+        {
+            qt.Dispose();
+            kt.Dispose();
+            vt.Dispose();
+            transposedOutput.Dispose();
+        }
+
+        return output;
+    }
+
+    /// <summary>Block-sparse attention with a custom layout (heads come from the layout).</summary>
+    /// <exception cref="ArgumentException">Shapes, devices or heads do not fit the layout.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx).</exception>
+    public static DeviceTensor<T> Compute<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions? options = null, Tape? tape = null)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        CheckInputs(q, k, v, layout.Heads);
+        return Run(q, k, v, layout, options ?? AttentionOptions.Default, tape);
+    }
+
+    /// <summary>
+    /// Dense attention on the device (the original's <c>attention_impl</c>) under a token mask: every block is computed,
+    /// the mask excludes elements. ctx must be a multiple of 16.
+    /// </summary>
+    /// <exception cref="ArgumentException">Shapes, devices or heads do not fit.</exception>
+    public static DeviceTensor<T> Dense<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads, TokenMask mask, AttentionOptions? options = null, Tape? tape = null)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(mask);
+        var ctx = CheckInputs(q, k, v, heads);
+        Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
+        var all = new bool[ctx / DenseBlock, ctx / DenseBlock];
+        foreach (var i in Enumerable.Range(0, all.GetLength(0)))
+        {
+            foreach (var j in Enumerable.Range(0, all.GetLength(1)))
+            {
+                all[i, j] = true;
+            }
+        }
+
+        return Run(q, k, v, BlockLayout.Custom(all, DenseBlock, heads, mask), options ?? AttentionOptions.Default, tape);
+    }
+
+    /// <summary>Dense attention on the device with a built-in pattern's token mask, in natural token order.</summary>
+    /// <exception cref="ArgumentException">Shapes, devices, heads or the pattern's parameters do not fit.</exception>
+    public static DeviceTensor<T> Dense<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads, AttentionPattern pattern, int blockSize, AttentionOptions? options = null, Tape? tape = null)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        var ctx = CheckInputs(q, k, v, heads);
+        return Dense(q, k, v, heads, pattern.ToTokenMask(ctx, blockSize, heads), options, tape);
+    }
+
+    private const int DenseBlock = 16;
+
+    private static DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions options, Tape? tape)
+        where T : unmanaged
+    {
+        var plan = BlockSparsePlan.For(layout);
+        BlockSparseOps.CheckDense(plan, q, nameof(q), k, nameof(k));
+        BlockSparseOps.CheckDense(plan, q, nameof(q), v, nameof(v));
+        CheckAutoregress(options, plan.Ctx);
+        var headDim = q.Shape[2] / plan.Heads;
+        var step = new AttentionStep<T>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0]);
+        var probabilities = step.Probabilities(q, k);
+        var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
+        BlockSparseOps.WeightValue(probabilities, v, plan, output);
+        if (tape is null)
+        {
+            probabilities.Dispose();
+            return output;
+        }
+
+        DeviceTensor<T>? saved = probabilities;
+        if (options.Recompute)
+        {
+            probabilities.Dispose();
+            saved = null;
+        }
+
+        tape.Record(new TapeEntry<T>([q, k, v], output, grad => step.Backward(q, k, v, saved, grad), saved));
+        return output;
+    }
+
+    private static DeviceTensor<T> Permute<T>(DeviceTensor<T> input, int stride, bool inverse, Tape? tape)
+        where T : unmanaged
+    {
+        var output = TensorOps.StridedTranspose(input, stride, inverse);
+        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], null));
+        return output;
+    }
+
+    private static int CheckInputs<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        Guard.Positive(heads, nameof(heads));
+        if (q.Shape.Count != 3)
+        {
+            Guard.Throw(nameof(q), $"q must be [batch, ctx, heads * headDim], not rank {q.Shape.Count}");
+        }
+
+        foreach (var (tensor, name) in new[] { (k, nameof(k)), (v, nameof(v)) })
+        {
+            if (!tensor.HasShape([.. q.Shape]))
+            {
+                Guard.Throw(name, $"{name} has shape [{string.Join(", ", tensor.Shape)}] but q has [{string.Join(", ", q.Shape)}]");
+            }
+
+            q.Device.RequireSame(tensor.Device, name);
+        }
+
+        Guard.MultipleOf(q.Shape[2], "embedding", heads, nameof(heads));
+        return q.Shape[1];
+    }
+
+    private static void CheckAutoregress(AttentionOptions? options, int ctx)
+    {
+        if (options?.AutoregressAtKey is { } key)
+        {
+            TokenMasks.CheckAutoregressAtKey(key, ctx);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+using SparseAttention.Attention;
+using SparseAttention.Autograd;
+using SparseAttention.Layouts;
+using SparseAttention.Reference;
+using SparseAttention.Tensors;
+using SparseAttention.Tests.Support;
+
+namespace SparseAttention.Tests;
+
+/// <summary>Block-sparse and device-dense attention, forward and backward, against the float64 dense reference.</summary>
+public abstract class AttentionTests<T>
+    where T : unmanaged
+{
+    [TestMethod]
+    [DataRow(TestDevices.Cpu, "all")]
+    [DataRow(TestDevices.Cpu, "local")]
+    [DataRow(TestDevices.Cpu, "strided")]
+    [DataRow(TestDevices.Cpu, "fixed")]
+    [DataRow(TestDevices.Cuda, "all")]
+    [DataRow(TestDevices.Cuda, "local")]
+    [DataRow(TestDevices.Cuda, "strided")]
+    [DataRow(TestDevices.Cuda, "fixed")]
+    public void BlockSparseMatchesDenseReferenceForwardAndBackward(string device, string mode)
+    {
+        // CPU: a reduced example that keeps CI fast. CUDA: the original's example, batch 4, ctx 1024, embd 256, heads 4, block 32.
+        var cpu = device == TestDevices.Cpu;
+        var shape = cpu ? new AttentionShape(2, 128, 4, 16) : new AttentionShape(4, 1024, 4, 64);
+        var blockSize = cpu ? 16 : 32;
+        var pattern = mode switch
+        {
+            "all" => AttentionPattern.All,
+            "local" => AttentionPattern.Local(32),
+            "strided" => AttentionPattern.Strided(cpu ? 8 : 32),
+            _ => cpu ? AttentionPattern.Fixed(32, 2, 1) : AttentionPattern.Fixed(128, 4, 1),
+        };
+        var mask = pattern.ToTokenMask(shape.Ctx, blockSize, shape.Heads);
+        CheckAgainstReference(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, blockSize, tape: tape), pattern.ToString());
+    }
+
+    [TestMethod]
+    [DataRow(TestDevices.Cpu)]
+    [DataRow(TestDevices.Cuda)]
+    public void DenseOnDeviceMatchesReferenceWithAutoregressAtKey(string device)
+    {
+        var shape = new AttentionShape(1, 64, 2, 16);
+        TokenMask bidirectional = (h, q, k) => (q + 2 * k + h) % 5 != 0;
+        var options = new AttentionOptions { AutoregressAtKey = 24, Scale = 0.3 };
+        CheckAgainstReference(device, shape, bidirectional.AutoregressAtKey(24, shape.Ctx),
+            (q, k, v, tape) => BlockSparseAttention.Dense(q, k, v, shape.Heads, bidirectional, options, tape), "dense autoregress", 0.3);
+    }
+
+    [TestMethod]
+    [DataRow(TestDevices.Cpu)]
+    [DataRow(TestDevices.Cuda)]
+    public void EmptyBlockRowAndAutoregressGiveZerosNotNaN(string device)
+    {
+        // Bidirectional custom layout; block row 1 is empty, autoregressAtKey 8 empties nothing else but trims the future.
+        var shape = new AttentionShape(2, 48, 2, 16);
+        var blocks = new bool[,] { { true, true, true }, { false, false, false }, { true, false, true } };
+        var layout = BlockLayout.Custom(blocks, 16, shape.Heads);
+        var options = new AttentionOptions { AutoregressAtKey = 8 };
+        var mask = ((TokenMask)layout.IsAllowed).AutoregressAtKey(8, shape.Ctx);
+        var (output, grads) = CheckAgainstReference(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, layout, options, tape), "empty row");
+        for (var n = 0; n < shape.Batch; n++)
+        {
+            for (var t = 16; t < 32; t++)
+            {
+                for (var c = 0; c < shape.Embedding; c++)
+                {
+                    var index = (n * shape.Ctx + t) * shape.Embedding + c;
+                    Assert.AreEqual(0.0, output[index], "output of an empty row");
+                    Assert.AreEqual(0.0, grads[0][index], "dq of an empty row");
+                }
+            }
+        }
+    }
+
+    [TestMethod]
+    [DataRow(TestDevices.Cpu)]
+    [DataRow(TestDevices.Cuda)]
+    public void RecomputeGivesBitIdenticalGradientsWithLessPeakMemory(string device)
+    {
+        // Three stacked attention layers, each feeding the next as q, k and v (so gradients also accumulate):
+        // without recompute the forward keeps every layer's probabilities alive until backward.
+        var (plain, plainPeak) = RecomputeProbe.Run<T>(TestDevices.Get(device), recompute: false, layers: 3);
+        var (recomputed, recomputePeak) = RecomputeProbe.Run<T>(TestDevices.Get(device), recompute: true, layers: 3);
+        for (var i = 0; i < plain.Length; i++)
+        {
+            CollectionAssert.AreEqual(plain[i], recomputed[i], $"result {i} differs with recompute");
+        }
+
+        Console.WriteLine($"peak bytes: {plainPeak} without recompute, {recomputePeak} with");
+        Assert.IsLessThan(plainPeak, recomputePeak);
+    }
+
+    private static (double[] Output, double[][] Grads) CheckAgainstReference(
+        string device, AttentionShape shape, TokenMask mask, Func<DeviceTensor<T>, DeviceTensor<T>, DeviceTensor<T>, Tape, DeviceTensor<T>> attend, string what, double? scale = null)
+    {
+        var dev = TestDevices.Get(device);
+        var random = TestData.NewRandom($"{typeof(T).Name} {what}");
+        var data = Enumerable.Range(0, 4).Select(_ => TestData.Values<T>(random, shape.Elements)).ToArray();
+        var tensors = data.Select(d => DeviceTensor<T>.FromSpan(dev, d.Values, shape.Batch, shape.Ctx, shape.Embedding)).ToArray();
+        try
+        {
+            using var tape = new Tape();
+            using var output = attend(tensors[0], tensors[1], tensors[2], tape);
+            using var grads = tape.Backward(output, tensors[3]);
+            var s = scale ?? 1 / Math.Sqrt(shape.HeadDim);
+            var expected = DenseReference.Forward(data[0].Exact, data[1].Exact, data[2].Exact, shape, mask, s);
+            var (dq, dk, dv) = DenseReference.Backward(data[0].Exact, data[1].Exact, data[2].Exact, data[3].Exact, shape, mask, s);
+            var naive = NaiveAttention.Run<T>(data[0].Exact, data[1].Exact, data[2].Exact, data[3].Exact, shape, mask, s);
+
+            var actualOutput = Numeric.ToDouble<T>(output.ToArray());
+            Errors.AssertWithin(Errors.Relative(actualOutput, expected), Errors.Tolerance<T>(Errors.Relative(naive.Output, expected)), $"{what} output");
+            var actualGrads = new double[3][];
+            double[][] expectedGrads = [dq, dk, dv], naiveGrads = [naive.Dq, naive.Dk, naive.Dv];
+            for (var i = 0; i < 3; i++)
+            {
+                actualGrads[i] = Numeric.ToDouble<T>(grads.Of(tensors[i]).ToArray());
+                var tolerance = Errors.Tolerance<T>(Errors.Relative(naiveGrads[i], expectedGrads[i]), gradient: true);
+                Errors.AssertWithin(Errors.Relative(actualGrads[i], expectedGrads[i]), tolerance, $"{what} d{"qkv"[i]}");
+            }
+
+            return (actualOutput, actualGrads);
+        }
+        finally
+        {
+            Array.ForEach(tensors, t => t.Dispose());
+        }
+    }
+}
+
+[TestClass]
+public sealed class AttentionFp32Tests : AttentionTests<float>;
+
+[TestClass]
+public sealed class AttentionFp16Tests : AttentionTests<Half>;
+
+[TestClass]
+public sealed class AttentionBf16Tests : AttentionTests<BFloat16>;
