@@ -15,27 +15,30 @@ public static class DenseReference
         CheckInputs(q, k, v, shape, mask);
         var output = new double[shape.Elements];
         var s = scale ?? 1.0 / Math.Sqrt(shape.HeadDim);
-        var p = new double[shape.Ctx];
-        for (var n = 0; n < shape.Batch; n++)
+        double[] qa = q.ToArray(), ka = k.ToArray(), va = v.ToArray();
+
+        // (sequence, head) pairs are independent and write disjoint outputs, so they run in parallel.
+        Parallel.For(0, shape.Batch * shape.Heads, pair =>
         {
-            for (var h = 0; h < shape.Heads; h++)
+            int n = pair / shape.Heads, h = pair % shape.Heads;
+            var p = new double[shape.Ctx];
             {
                 for (var t = 0; t < shape.Ctx; t++)
                 {
-                    Probabilities(q, k, shape, mask, s, n, h, t, p);
+                    Probabilities(qa, ka, shape, mask, s, n, h, t, p);
                     for (var d = 0; d < shape.HeadDim; d++)
                     {
                         double acc = 0;
                         for (var key = 0; key < shape.Ctx; key++)
                         {
-                            acc += p[key] * v[(int)shape.Index(n, key, h, d)];
+                            acc += p[key] * va[shape.Index(n, key, h, d)];
                         }
 
                         output[shape.Index(n, t, h, d)] = acc;
                     }
                 }
             }
-        }
+        });
 
         return output;
     }
@@ -49,23 +52,24 @@ public static class DenseReference
         Guard.Length(outputGrad.Length, shape.Elements, nameof(outputGrad));
         var s = scale ?? 1.0 / Math.Sqrt(shape.HeadDim);
         double[] dq = new double[shape.Elements], dk = new double[shape.Elements], dv = new double[shape.Elements];
-        var p = new double[shape.Ctx];
-        var dp = new double[shape.Ctx];
-        for (var n = 0; n < shape.Batch; n++)
+        double[] qa = q.ToArray(), ka = k.ToArray(), va = v.ToArray(), ga = outputGrad.ToArray();
+        Parallel.For(0, shape.Batch * shape.Heads, pair =>
         {
-            for (var h = 0; h < shape.Heads; h++)
+            int n = pair / shape.Heads, h = pair % shape.Heads;
+            var p = new double[shape.Ctx];
+            var dp = new double[shape.Ctx];
             {
                 for (var t = 0; t < shape.Ctx; t++)
                 {
-                    Probabilities(q, k, shape, mask, s, n, h, t, p);
+                    Probabilities(qa, ka, shape, mask, s, n, h, t, p);
                     double rowDot = 0;
                     for (var key = 0; key < shape.Ctx; key++)
                     {
                         double g = 0;
                         for (var d = 0; d < shape.HeadDim; d++)
                         {
-                            var go = outputGrad[(int)shape.Index(n, t, h, d)];
-                            g += go * v[(int)shape.Index(n, key, h, d)];
+                            var go = ga[shape.Index(n, t, h, d)];
+                            g += go * va[shape.Index(n, key, h, d)];
                             dv[shape.Index(n, key, h, d)] += p[key] * go;
                         }
 
@@ -83,19 +87,19 @@ public static class DenseReference
 
                         for (var d = 0; d < shape.HeadDim; d++)
                         {
-                            dq[shape.Index(n, t, h, d)] += dx * k[(int)shape.Index(n, key, h, d)];
-                            dk[shape.Index(n, key, h, d)] += dx * q[(int)shape.Index(n, t, h, d)];
+                            dq[shape.Index(n, t, h, d)] += dx * ka[shape.Index(n, key, h, d)];
+                            dk[shape.Index(n, key, h, d)] += dx * qa[shape.Index(n, t, h, d)];
                         }
                     }
                 }
             }
-        }
+        });
 
         return (dq, dk, dv);
     }
 
     // Fills p with the softmax weights of query t; all zeros when no key is allowed.
-    private static void Probabilities(ReadOnlySpan<double> q, ReadOnlySpan<double> k, AttentionShape shape, TokenMask mask, double scale, int n, int h, int t, double[] p)
+    private static void Probabilities(double[] q, double[] k, AttentionShape shape, TokenMask mask, double scale, int n, int h, int t, double[] p)
     {
         var max = double.NegativeInfinity;
         for (var key = 0; key < shape.Ctx; key++)
@@ -109,7 +113,7 @@ public static class DenseReference
             double dot = 0;
             for (var d = 0; d < shape.HeadDim; d++)
             {
-                dot += q[(int)shape.Index(n, t, h, d)] * k[(int)shape.Index(n, key, h, d)];
+                dot += q[shape.Index(n, t, h, d)] * k[shape.Index(n, key, h, d)];
             }
 
             p[key] = dot * scale;

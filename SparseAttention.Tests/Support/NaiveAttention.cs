@@ -13,10 +13,10 @@ internal static class NaiveAttention
     {
         double R(double x) => Errors.RoundTo<T>([x])[0];
         double[] output = new double[s.Elements], dq = new double[s.Elements], dk = new double[s.Elements], dv = new double[s.Elements];
-        double[] p = new double[s.Ctx], dp = new double[s.Ctx];
-        for (var n = 0; n < s.Batch; n++)
+        Parallel.For(0, s.Batch * s.Heads, pair =>
         {
-            for (var h = 0; h < s.Heads; h++)
+            int n = pair / s.Heads, h = pair % s.Heads;
+            double[] p = new double[s.Ctx], dp = new double[s.Ctx];
             {
                 var accQ = new double[s.Ctx * s.HeadDim];
                 var accK = new double[s.Ctx * s.HeadDim];
@@ -76,7 +76,7 @@ internal static class NaiveAttention
                     }
                 }
             }
-        }
+        });
 
         return (output, dq, dk, dv);
     }

@@ -14,6 +14,12 @@ internal static class TestDevices
     /// <summary>The device of that kind; CUDA absent makes the test inconclusive (shown as skipped).</summary>
     public static ComputeDevice Get(string kind)
     {
+        // On a GPU machine the CPU cases can be left out: SPARSE_ATTENTION_DEVICES=cuda.
+        if (Environment.GetEnvironmentVariable("SPARSE_ATTENTION_DEVICES") is { } only && !only.Split(',').Contains(kind))
+        {
+            throw new AssertInconclusiveException($"{kind} excluded by SPARSE_ATTENTION_DEVICES={only}");
+        }
+
         if (kind == Cpu)
         {
             return CpuDevice.Value;

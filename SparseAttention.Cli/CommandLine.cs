@@ -1,0 +1,65 @@
+using System.Globalization;
+using SparseAttention.Layouts;
+
+namespace SparseAttention.Cli;
+
+/// <summary>A command name and its <c>--key value</c> options; flags have no value.</summary>
+internal sealed class CommandLine
+{
+    private readonly Dictionary<string, string?> options = new(StringComparer.OrdinalIgnoreCase);
+
+    public string Command { get; private set; } = "demo";
+
+    public static CommandLine Parse(string[] args)
+    {
+        var line = new CommandLine();
+        var start = 0;
+        if (args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal))
+        {
+            line.Command = args[0];
+            start = 1;
+        }
+
+        for (var i = start; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"expected an option starting with --, got '{args[i]}'", nameof(args));
+            }
+
+            var hasValue = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal);
+            line.options[args[i][2..]] = hasValue ? args[++i] : null;
+        }
+
+        return line;
+    }
+
+    public static int Usage(string problem)
+    {
+        Console.Error.WriteLine($"""
+            {problem}
+            usage: SparseAttention.Cli [demo]                        block-sparse vs dense attention on the default accelerator
+                   SparseAttention.Cli layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
+                                              [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
+                   SparseAttention.Cli bench [--out file.json] [--quick]   GPU benchmark (CUDA device events)
+            """);
+        return 2;
+    }
+
+    public bool Has(string name) => options.ContainsKey(name);
+
+    public string? Text(string name) => options.GetValueOrDefault(name);
+
+    public int Int(string name, int fallback) =>
+        options.TryGetValue(name, out var value) && value is not null ? int.Parse(value, CultureInfo.InvariantCulture) : fallback;
+
+    /// <summary>The pattern named by <c>--mode</c> with its parameters (defaults: the original's example).</summary>
+    public AttentionPattern Pattern() => (Text("mode") ?? "all").ToLowerInvariant() switch
+    {
+        "all" => AttentionPattern.All,
+        "local" => AttentionPattern.Local(Int("length", 32)),
+        "strided" => AttentionPattern.Strided(Int("length", 32)),
+        "fixed" => AttentionPattern.Fixed(Int("length", 128), Int("verts", 4), Int("vert-size", 1)),
+        var other => throw new ArgumentException($"mode '{other}' is not one of all, local, strided, fixed", "mode"),
+    };
+}

@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Text.Json;
+using ILGPU.Runtime;
+using SparseAttention.Accelerators;
+using SparseAttention.Attention;
+using SparseAttention.Autograd;
+using SparseAttention.Layouts;
+using SparseAttention.Ops;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Cli.Commands;
+
+/// <summary>
+/// The GPU benchmark: copy bandwidth, each block-sparse op (issue 3's shape), attention forward and forward+backward on
+/// the peer cases of shared/bench (fp16, headDim 64), and peak memory with and without recompute.
+/// Prints one JSON object per line and a table last.
+/// </summary>
+internal static class BenchCommand
+{
+    private static readonly List<string> Table = [];
+
+    public static int Run(CommandLine line)
+    {
+        using var device = ComputeDevice.CreateDefault();
+        if (!device.IsCuda)
+        {
+            Console.Error.WriteLine($"bench needs a CUDA GPU; this machine has {device.Name}. Timings on the CPU accelerator say nothing about the kernels.");
+            return 2;
+        }
+
+        Console.WriteLine($"# {device.Name}");
+        var bandwidth = CopyBandwidth(device);
+        foreach (var block in new[] { 32, 64 })
+        {
+            OpsBench(device, block, bandwidth);
+        }
+
+        (string Name, int Batch, int Heads, int Ctx, AttentionPattern Pattern, int Block)[] cases =
+        [
+            ("all (causal), seed example", 4, 4, 1024, AttentionPattern.All, 64),
+            ("all (causal)", 4, 16, 4096, AttentionPattern.All, 64),
+            ("local, L 256", 4, 16, 4096, AttentionPattern.Local(256), 64),
+            ("strided, L 64", 4, 16, 4096, AttentionPattern.Strided(64), 64),
+            ("fixed, L 128, 4 verts, block 32", 4, 16, 4096, AttentionPattern.Fixed(128, 4, 1), 32),
+            ("fixed, L 128, 4 verts, block 32", 1, 16, 16384, AttentionPattern.Fixed(128, 4, 1), 32),
+        ];
+        foreach (var c in cases)
+        {
+            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, 64, c.Pattern, c.Block);
+        }
+
+        RecomputeMemory(device);
+        Console.WriteLine();
+        Table.ForEach(Console.WriteLine);
+        return 0;
+    }
+
+    private static double CopyBandwidth(ComputeDevice device)
+    {
+        const long elements = 256L << 20; // 1 GiB of floats
+        using var source = device.Accelerator.Allocate1D<float>(elements);
+        using var target = device.Accelerator.Allocate1D<float>(elements);
+        var ms = DeviceTimer.MedianMilliseconds(device.Accelerator, () => ArrayViewExtensions.CopyTo(source.View.BaseView, device.Accelerator.DefaultStream, target.View.BaseView));
+        var gbs = 2.0 * elements * 4 / (ms * 1e6);
+        Report(new { bench = "copy", bytes = 2 * elements * 4, ms, gbPerS = gbs }, $"copy 1 GiB device-to-device: {ms:F3} ms, {gbs:F0} GB/s (read + write)");
+        return gbs;
+    }
+
+    private static void OpsBench(ComputeDevice device, int block, double bandwidth)
+    {
+        const int batch = 4, heads = 16, ctx = 4096, headDim = 64;
+        var plan = BlockSparsePlan.For(BlockLayout.All(ctx, block, heads));
+        var random = new Random(1);
+        using var q = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var k = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var dense = DeviceTensor<Half>.Allocate(device, batch, ctx, heads * headDim);
+        using var w = BlockSparseOps.AllocateWeights<Half>(device, plan, batch);
+        using var w2 = BlockSparseOps.AllocateWeights<Half>(device, plan, batch);
+        BlockSparseOps.QueryKey(q, k, plan, w);
+        BlockSparseOps.Softmax(w, plan, w, 0.125f);
+        double denseBytes = 2.0 * batch * ctx * heads * headDim, weightBytes = 2.0 * w.Length;
+        double flops = 2.0 * w.Length * headDim;
+        void Op(string name, Action run, double bytes, bool matmul)
+        {
+            var ms = DeviceTimer.MedianMilliseconds(device.Accelerator, run);
+            var gbs = bytes / (ms * 1e6);
+            var tflops = flops / (ms * 1e9);
+            // Issue 3's target: min(50% of what the bytes allow at copy bandwidth, 150 TFLOP/s) for matmuls; 60% of bandwidth for softmax.
+            var targetMs = matmul ? Math.Max(bytes / (0.5 * bandwidth * 1e6), flops / 150e9) : bytes / (0.6 * bandwidth * 1e6);
+            Report(
+                new { bench = "op", op = name, block, batch, heads, ctx, headDim, dtype = "fp16", ms, tflops = matmul ? tflops : 0, gbPerS = gbs, targetMs },
+                string.Create(CultureInfo.InvariantCulture, $"op {name,-12} block {block,3}: {ms,8:F3} ms  {(matmul ? $"{tflops,6:F1} TFLOP/s" : $"{gbs,6:F0} GB/s    ")}  target {targetMs:F3} ms ({targetMs / ms:P0} of target speed)"));
+        }
+
+        Op("sdd (nt)", () => BlockSparseOps.QueryKey(q, k, plan, w2), 2 * denseBytes + weightBytes, true);
+        Op("dsd (nn)", () => BlockSparseOps.WeightValue(w, k, plan, dense), weightBytes + 2 * denseBytes, true);
+        Op("dsd (tn)", () => BlockSparseOps.WeightValueTransposed(w, k, plan, dense), weightBytes + 2 * denseBytes, true);
+        Op("softmax", () => BlockSparseOps.Softmax(w2, plan, w2, 0.125f), 2 * weightBytes, false);
+        Op("softmax grad", () => BlockSparseOps.SoftmaxGrad(w, w2, plan, w2, 0.125f), 3 * weightBytes, false);
+    }
+
+    private static void AttentionBench(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block)
+    {
+        var random = new Random(2);
+        using var q = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var k = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var v = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var grad = RandomTensor(device, random, batch, ctx, heads * headDim);
+        var forward = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseAttention.Compute(q, k, v, heads, pattern, block).Dispose(), 2, 10);
+        var both = DeviceTimer.MedianMilliseconds(device.Accelerator, () =>
+        {
+            using var tape = new Tape();
+            using var output = BlockSparseAttention.Compute(q, k, v, heads, pattern, block, tape: tape);
+            tape.Backward(output, grad).Dispose();
+        }, 2, 10);
+        var layout = pattern.ToLayout(ctx, block, heads);
+        var nnz = Enumerable.Range(0, heads).Sum(h => (double)layout.AllowedElements(h)) / heads;
+        var forwardFlops = 4.0 * batch * heads * nnz * headDim;
+        Report(
+            new { bench = "attention", name, pattern = pattern.ToString(), batch, heads, ctx, headDim, block, dtype = "fp16", fwdMs = forward, fwdBwdMs = both, fwdTflops = forwardFlops / (forward * 1e9), fwdBwdTflops = 3.5 * forwardFlops / (both * 1e9) },
+            string.Create(CultureInfo.InvariantCulture, $"attention {name,-32} B{batch} H{heads} N{ctx} block {block,3}: fwd {forward,8:F3} ms  fwd+bwd {both,8:F3} ms  ({forwardFlops / (forward * 1e9):F1} TFLOP/s fwd, allowed entries only)"));
+    }
+
+    private static void RecomputeMemory(ComputeDevice device)
+    {
+        const int batch = 4, heads = 16, ctx = 4096, headDim = 64, layers = 3;
+        var random = new Random(3);
+        using var x = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var grad = RandomTensor(device, random, batch, ctx, heads * headDim);
+        long Peak(bool recompute)
+        {
+            device.Synchronize();
+            device.ResetPeak();
+            using var tape = new Tape();
+            var activations = new List<DeviceTensor<Half>>();
+            var current = x;
+            for (var layer = 0; layer < layers; layer++)
+            {
+                current = BlockSparseAttention.Compute(current, current, current, heads, AttentionPattern.All, 64, new AttentionOptions { Recompute = recompute }, tape);
+                activations.Add(current);
+            }
+
+            tape.Backward(current, grad).Dispose();
+            device.Synchronize();
+            activations.ForEach(a => a.Dispose());
+            return device.PeakBytes;
+        }
+
+        long without = Peak(false), with = Peak(true);
+        Report(new { bench = "recompute", batch, heads, ctx, headDim, layers, peakBytesWithout = without, peakBytesWith = with },
+            $"recompute, {layers} stacked 'all' layers B{batch} H{heads} N{ctx} D{headDim} fp16: peak {without / 1e6:F0} MB without, {with / 1e6:F0} MB with ({1 - (double)with / without:P0} less)");
+    }
+
+    private static DeviceTensor<Half> RandomTensor(ComputeDevice device, Random random, params int[] shape)
+    {
+        var data = new Half[shape.Aggregate(1, (a, b) => a * b)];
+        for (var i = 0; i < data.Length; i++)
+        {
+            data[i] = (Half)(random.NextDouble() * 2 - 1);
+        }
+
+        return DeviceTensor<Half>.FromSpan(device, data, shape);
+    }
+
+    private static void Report(object json, string row)
+    {
+        Console.WriteLine(JsonSerializer.Serialize(json));
+        Table.Add(row);
+    }
+}
