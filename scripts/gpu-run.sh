@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One build-check-time cycle on a GPU machine without the .NET SDK (the device tool's machine).
+# Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh) and bundle/peers.py; writes logs to $OUT.
+# Steps: all CUDA tests; the demo; compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
+# then peers.py on the same card. Usage: scripts/gpu-run.sh [tests|sanitize|bench|all]...
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /tmp/sa && tar -C /tmp/sa -xzf bundle/sparse-attention.tar.gz
+app=/tmp/sa/app
+export SPARSE_ATTENTION_DEVICES=cuda DOTNET_CLI_TELEMETRY_OPTOUT=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+steps=${*:-all}
+has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
+
+if has tests; then
+  timeout 300 "$app/SparseAttention.Tests" --timeout 280s >"$OUT/tests.log" 2>&1; echo "tests exit $?"
+  grep -E "^failed |exceeds|total:|failed:|succeeded:|skipped:" "$OUT/tests.log" | head -40
+  timeout 60 "$app/SparseAttention.Cli" demo >"$OUT/demo.log" 2>&1; echo "demo exit $?"; cat "$OUT/demo.log"
+fi
+if has sanitize; then
+  filter='FullyQualifiedName~SoftmaxAutoregressAtKeyOnBidirectionalLayoutAndEmptyRows|FullyQualifiedName~EveryOpOnAwkwardLayouts'
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --print-limit 20 "$app/SparseAttention.Tests" --filter "$filter" >"$OUT/sanitize-$tool.log" 2>&1
+    echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|succeeded:|failed:' "$OUT/sanitize-$tool.log" | tr '\n' ' ')"
+  done
+fi
+if has bench; then
+  timeout 300 "$app/SparseAttention.Cli" bench >"$OUT/bench.log" 2>&1; echo "bench exit $?"
+  PYTHONUNBUFFERED=1 timeout 240 python3 bundle/peers.py >"$OUT/peers.log" 2>&1; echo "peers exit $?"
+  cat "$OUT/peers.log" | grep -v Warning | tail -12
+  sed -n '/^$/,$p' "$OUT/bench.log"
+fi
