@@ -42,6 +42,9 @@ public sealed partial class BlockLayout
     /// <summary>A short description such as <c>local(32)</c> or <c>custom</c>.</summary>
     public string Name { get; }
 
+    /// <summary>Identifies a built-in pattern's layout completely (null for custom layouts), so plans can be cached by it.</summary>
+    internal string? PatternKey => Name == "custom" ? null : $"{Name}/{Ctx}/{BlockSize}/{Heads}";
+
     /// <summary>Fraction of the full <c>ctx x ctx</c> score matrix covered by enabled blocks.</summary>
     public double BlockDensity => (double)BlocksPerHead / ((long)BlockCount * BlockCount);
 

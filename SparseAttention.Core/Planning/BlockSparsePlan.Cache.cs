@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using SparseAttention.Layouts;
 
 namespace SparseAttention.Planning;
@@ -7,28 +8,47 @@ namespace SparseAttention.Planning;
 public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
 {
     private static readonly ConcurrentDictionary<BlockSparsePlan, BlockSparsePlan> Cache = new();
+    private static readonly ConcurrentDictionary<string, BlockSparsePlan> ByPattern = new();
+    private static readonly ConditionalWeakTable<BlockLayout, BlockSparsePlan> ByLayout = new();
+    private int? hash;
 
     /// <summary>The plan of <paramref name="layout"/>; an equal plan built earlier is returned instead of a new one.</summary>
+    /// <remarks>
+    /// Evaluating element masks is the slow part (one predicate call per element of every enabled block), so a
+    /// built-in pattern's plan is built once per (pattern, ctx, block, heads), and a custom layout's once per instance.
+    /// </remarks>
     public static BlockSparsePlan For(BlockLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var plan = new BlockSparsePlan(layout);
-        return Cache.GetOrAdd(plan, plan);
+        if (layout.PatternKey is { } key)
+        {
+            return ByPattern.GetOrAdd(key, _ => Build(layout));
+        }
+
+        return ByLayout.GetValue(layout, Build);
     }
 
     /// <summary>Content equality: sizes, heads, blocks and every mask bit.</summary>
     public bool Equals(BlockSparsePlan? other) =>
-        other is not null
+        ReferenceEquals(this, other) || (other is not null
         && BlockSize == other.BlockSize && BlockCount == other.BlockCount && Heads == other.Heads
         && LayoutHeads == other.LayoutHeads && BlocksPerHead == other.BlocksPerHead
         && BlockRows.AsSpan().SequenceEqual(other.BlockRows) && BlockColumns.AsSpan().SequenceEqual(other.BlockColumns)
-        && Masks.AsSpan().SequenceEqual(other.Masks);
+        && Masks.AsSpan().SequenceEqual(other.Masks));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as BlockSparsePlan);
 
     /// <inheritdoc/>
-    public override int GetHashCode()
+    public override int GetHashCode() => hash ??= ContentHash();
+
+    private static BlockSparsePlan Build(BlockLayout layout)
+    {
+        var plan = new BlockSparsePlan(layout);
+        return Cache.GetOrAdd(plan, plan);
+    }
+
+    private int ContentHash()
     {
         var hash = new HashCode();
         hash.Add(BlockSize);

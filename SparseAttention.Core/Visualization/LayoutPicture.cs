@@ -6,8 +6,8 @@ namespace SparseAttention.Visualization;
 
 /// <summary>
 /// Renders a layout as a PNG: heads side by side, one square per head with query rows going down and keys going right.
-/// Disabled blocks are white, whole enabled blocks dark blue, and partially masked blocks show their element mask
-/// (allowed elements blue, excluded light orange) at the picture's resolution.
+/// Disabled blocks are white, allowed elements dark blue and excluded elements of enabled blocks light orange; a pixel
+/// that covers several tokens blends the two by the fraction allowed.
 /// </summary>
 public static class LayoutPicture
 {
@@ -72,9 +72,9 @@ public static class LayoutPicture
             return Background;
         }
 
-        var query = (int)((localY + 0.5) * layout.Ctx / headSize);
-        var key = (int)((localX + 0.5) * layout.Ctx / headSize);
-        if (!layout.IsBlockEnabled(head, query / layout.BlockSize, key / layout.BlockSize))
+        int queryFrom = localY * layout.Ctx / headSize, keyFrom = localX * layout.Ctx / headSize;
+        int queryTo = Math.Max(queryFrom + 1, (localY + 1) * layout.Ctx / headSize), keyTo = Math.Max(keyFrom + 1, (localX + 1) * layout.Ctx / headSize);
+        if (!layout.IsBlockEnabled(head, queryFrom / layout.BlockSize, keyFrom / layout.BlockSize))
         {
             // Faint block grid where blocks are at least 4 pixels wide, so the block structure reads at a glance.
             var blockPixels = (double)headSize / layout.BlockCount;
@@ -82,8 +82,22 @@ public static class LayoutPicture
             return onGrid ? GridLine : Background;
         }
 
-        return layout.IsAllowed(head, query, key) ? Allowed : Excluded;
+        // A pixel covering several tokens is shaded by the fraction of them allowed, so fine element masks do not alias away.
+        int allowed = 0, total = 0;
+        for (var query = queryFrom; query < queryTo; query++)
+        {
+            for (var key = keyFrom; key < keyTo; key++)
+            {
+                allowed += layout.IsAllowed(head, query, key) ? 1 : 0;
+                total++;
+            }
+        }
+
+        var fraction = (double)allowed / total;
+        return [Blend(0, fraction), Blend(1, fraction), Blend(2, fraction)];
     }
+
+    private static byte Blend(int channel, double fraction) => (byte)Math.Round(Excluded[channel] + (Allowed[channel] - Excluded[channel]) * fraction);
 
     private static bool IsBlockEdge(int pixel, double blockPixels) => (int)(pixel / blockPixels) != (int)((pixel + 1) / blockPixels);
 
