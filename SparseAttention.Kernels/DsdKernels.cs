@@ -7,7 +7,9 @@ namespace SparseAttention.Kernels;
 // DSD transposed ("tn"):       C[n, block column j, h] = sum over b = (i, j) of W[n,h,b]^T . X[n, rows of block i, h]
 // Versions:
 //   v1  16x16 output tile per 256-thread group, walking the row (nn) or column (tn) LUT, 16-deep shared staging, fp32 FMA.
-//       Blocks are summed in LUT order, so results are deterministic. A block row with no blocks writes zeros.
+//       Blocks are summed in LUT order, so results are deterministic. A block row with no blocks writes zeros. fp32 path.
+//   v2  fp16/bf16: tensor cores (mma.sync m16n8k16) in DsdKernels.TensorCore.cs; one warp per 16x16 output tile,
+//       fragments gathered from global memory; same LUT order, so still deterministic.
 
 /// <summary>Arguments of the DSD kernels.</summary>
 /// <typeparam name="T">Storage type.</typeparam>
@@ -23,6 +25,12 @@ public readonly struct DsdParams<T>
     /// <summary>Dense result, same shape as <see cref="Dense"/>; every element is written.</summary>
     public ArrayView<T> Output { get; init; }
 
+    /// <summary>16-bit types only: <see cref="Weights"/> as packed pairs, for tensor-core fragment loads.</summary>
+    public ArrayView<uint> WeightPairs { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Output"/> as packed pairs.</summary>
+    public ArrayView<uint> OutputPairs { get; init; }
+
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }
 
@@ -34,7 +42,7 @@ public readonly struct DsdParams<T>
 }
 
 /// <summary>The DSD kernel family and its launcher.</summary>
-public static class DsdKernels
+public static partial class DsdKernels
 {
     private const int Tile = SddKernels.Tile;
 

@@ -6,7 +6,9 @@ namespace SparseAttention.Kernels;
 // SDD (query-key, "nt"): W[n,h,b] = A[n, rows of block i, h] . B[n, rows of block j, h]^T for every enabled block b = (i, j).
 // Versions:
 //   v1  16x16 output tile per 256-thread group, head dim staged through shared memory 16 at a time, fp32 FMA.
-//       Plain C#, so the CPU accelerator runs the very same code.
+//       Plain C#, so the CPU accelerator runs the very same code. Still the fp32 path.
+//   v2  fp16/bf16: tensor cores (mma.sync m16n8k16, fp32 accumulate) in SddKernels.TensorCore.cs; one warp per 16x16
+//       output tile, fragments loaded straight from global memory as packed pairs; no shared memory, no barriers.
 
 /// <summary>Arguments of the SDD kernel.</summary>
 /// <typeparam name="T">Storage type of the inputs and the block-sparse output.</typeparam>
@@ -22,6 +24,15 @@ public readonly struct SddParams<T>
     /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c>.</summary>
     public ArrayView<T> Output { get; init; }
 
+    /// <summary>16-bit types only: <see cref="Left"/> as packed pairs, for tensor-core fragment loads.</summary>
+    public ArrayView<uint> LeftPairs { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Right"/> as packed pairs.</summary>
+    public ArrayView<uint> RightPairs { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Output"/> as packed pairs.</summary>
+    public ArrayView<uint> OutputPairs { get; init; }
+
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }
 
@@ -30,7 +41,7 @@ public readonly struct SddParams<T>
 }
 
 /// <summary>The SDD kernel family and its launcher.</summary>
-public static class SddKernels
+public static partial class SddKernels
 {
     /// <summary>Tile edge: every supported block size and head dim is a multiple of it.</summary>
     public const int Tile = 16;

@@ -10,6 +10,7 @@ namespace SparseAttention.Kernels;
 // Backward: dx = (dy - sum_row(dy * y)) * y * scale (y = 0 where excluded, so no mask is needed).
 // Versions:
 //   v1  one 32-lane warp per row, three passes (max, sum, write) with butterfly shuffles, fp32 math.
+//   v2  per-block values (LUT entry, key block, full flag, element base) read once per block instead of per element.
 
 /// <summary>Arguments of the masked softmax kernel.</summary>
 /// <typeparam name="T">Storage type of the block-sparse tensors.</typeparam>
@@ -97,11 +98,12 @@ public static class SoftmaxKernels
         var max = float.NegativeInfinity;
         for (var entry = row.Start; entry < row.End; entry++)
         {
+            var block = new BlockInRow(row, p.Plan, entry);
             for (var c = lane; c < row.BlockSize; c += WarpSize)
             {
-                if (IsAllowed(p, row, entry, c))
+                if (IsAllowed(p, row, block, c))
                 {
-                    max = XMath.Max(max, element.ToFloat(p.Input[row.ElementIndex(entry, c)]) * p.Scale);
+                    max = XMath.Max(max, element.ToFloat(p.Input[block.ElementBase + c]) * p.Scale);
                 }
             }
         }
@@ -110,11 +112,12 @@ public static class SoftmaxKernels
         var sum = 0f;
         for (var entry = row.Start; entry < row.End; entry++)
         {
+            var block = new BlockInRow(row, p.Plan, entry);
             for (var c = lane; c < row.BlockSize; c += WarpSize)
             {
-                if (IsAllowed(p, row, entry, c))
+                if (IsAllowed(p, row, block, c))
                 {
-                    sum += XMath.Exp(element.ToFloat(p.Input[row.ElementIndex(entry, c)]) * p.Scale - max);
+                    sum += XMath.Exp(element.ToFloat(p.Input[block.ElementBase + c]) * p.Scale - max);
                 }
             }
         }
@@ -123,10 +126,11 @@ public static class SoftmaxKernels
         var inverse = sum > 0f ? 1f / sum : 0f;
         for (var entry = row.Start; entry < row.End; entry++)
         {
+            var block = new BlockInRow(row, p.Plan, entry);
             for (var c = lane; c < row.BlockSize; c += WarpSize)
             {
-                var index = row.ElementIndex(entry, c);
-                var y = IsAllowed(p, row, entry, c) ? XMath.Exp(element.ToFloat(p.Input[index]) * p.Scale - max) * inverse : 0f;
+                var index = block.ElementBase + c;
+                var y = IsAllowed(p, row, block, c) ? XMath.Exp(element.ToFloat(p.Input[index]) * p.Scale - max) * inverse : 0f;
                 p.Output[index] = element.FromFloat(y);
             }
         }
@@ -161,28 +165,43 @@ public static class SoftmaxKernels
         }
     }
 
-    private static bool IsAllowed<T>(in SoftmaxParams<T> p, in RowCursor row, int entry, int c)
+    private static bool IsAllowed<T>(in SoftmaxParams<T> p, in RowCursor row, in BlockInRow block, int c)
         where T : unmanaged
     {
-        var key = row.KeyBlock(entry) * row.BlockSize + c;
+        var key = block.FirstKey + c;
         if (key >= p.AutoregressAtKey && key > row.Query)
         {
             return false;
         }
 
-        if (p.UseMask == 0)
-        {
-            return true;
-        }
-
-        var blockId = row.PlanBlock(entry);
-        if (p.Plan.BlockIsFull[blockId] != 0)
+        if (p.UseMask == 0 || block.IsFull)
         {
             return true;
         }
 
         var bit = row.RowInBlock * row.BlockSize + c;
-        return (p.Plan.Masks[(long)blockId * p.Plan.WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
+        return (p.Plan.Masks[block.MaskBase + (bit >> 5)] & (1u << (bit & 31))) != 0;
+    }
+
+    /// <summary>What the row needs of one of its blocks, read once per block.</summary>
+    private readonly struct BlockInRow
+    {
+        public BlockInRow(in RowCursor row, PlanTables plan, int entry)
+        {
+            var planBlock = row.PlanBlock(entry);
+            FirstKey = plan.BlockColumns[planBlock] * row.BlockSize;
+            IsFull = plan.BlockIsFull[planBlock] != 0;
+            MaskBase = (long)planBlock * plan.WordsPerBlock;
+            ElementBase = row.ElementIndex(entry, 0);
+        }
+
+        public int FirstKey { get; }
+
+        public bool IsFull { get; }
+
+        public long MaskBase { get; }
+
+        public long ElementBase { get; }
     }
 
     private static float WarpMax(float value)
@@ -237,8 +256,6 @@ public static class SoftmaxKernels
         public int End { get; }
 
         public int PlanBlock(int entry) => layoutHead * plan.BlocksPerHead + plan.RowBlocks[entry];
-
-        public int KeyBlock(int entry) => plan.BlockColumns[PlanBlock(entry)];
 
         public long ElementIndex(int entry, int c) => ((headBase + plan.RowBlocks[entry]) * BlockSize + RowInBlock) * BlockSize + c;
     }

@@ -11,6 +11,10 @@ internal interface IElementAction
     void Run<TStorage, TElement>()
         where TStorage : unmanaged
         where TElement : struct, IElement<TStorage>;
+
+    /// <summary>Runs the call for a 16-bit type with tensor cores; ops without a tensor-core kernel run the generic one.</summary>
+    void RunTensorCore<TElement>()
+        where TElement : struct, IElement<ushort>, IMmaElement => Run<ushort, TElement>();
 }
 
 /// <summary>Maps a host element type to the kernels' storage type and trait: float/Fp32, Half/Fp16, BFloat16/Bf16.</summary>
@@ -26,11 +30,11 @@ internal static class ElementDispatch
         }
         else if (typeof(T) == typeof(System.Half))
         {
-            action.Run<ushort, Fp16>();
+            action.RunTensorCore<Fp16>();
         }
         else if (typeof(T) == typeof(BFloat16))
         {
-            action.Run<ushort, Bf16>();
+            action.RunTensorCore<Bf16>();
         }
         else
         {

@@ -12,6 +12,14 @@ internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<
         where TS : unmanaged
         where TE : struct, IElement<TS> =>
         SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables });
+
+    public void RunTensorCore<TE>()
+        where TE : struct, IElement<ushort>, IMmaElement =>
+        SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddParams<ushort>
+        {
+            Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output),
+            LeftPairs = As<T, uint>(Left), RightPairs = As<T, uint>(Right), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables,
+        });
 }
 
 /// <summary>DSD launch (plain or transposed), specialised per element type.</summary>
@@ -22,6 +30,14 @@ internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTens
         where TS : unmanaged
         where TE : struct, IElement<TS> =>
         DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS> { Weights = As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+
+    public void RunTensorCore<TE>()
+        where TE : struct, IElement<ushort>, IMmaElement =>
+        DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdParams<ushort>
+        {
+            Weights = As<T, ushort>(Weights), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
+            WeightPairs = As<T, uint>(Weights), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
+        });
 }
 
 /// <summary>Masked softmax launch, specialised per element type.</summary>

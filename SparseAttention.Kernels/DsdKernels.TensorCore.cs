@@ -1,0 +1,107 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>DSD v2: tensor cores for fp16 and bf16.</summary>
+public static partial class DsdKernels
+{
+    /// <summary>The plain or transposed block-sparse times dense product with mma.sync (plain C# twin on the CPU).</summary>
+    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in DsdParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var warpTiles = p.Dims.Ctx / 16 * (p.Dims.HeadDim / 16);
+        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
+        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+    }
+
+    internal static void TensorCoreKernel<TElement>(DsdParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var element = default(TElement);
+        var dims = p.Dims;
+        var plan = p.Plan;
+        var bs = plan.BlockSize;
+        var featureTiles = dims.HeadDim / 16;
+        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
+        if (warpTile >= dims.Ctx / 16 * featureTiles)
+        {
+            return;
+        }
+
+        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        int rowTile = warpTile / featureTiles, d0 = warpTile % featureTiles * 16;
+        int outBlock = rowTile * 16 / bs, rowInBlock = rowTile * 16 % bs;
+        var transposed = p.Transposed != 0;
+        var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
+        var entries = transposed ? plan.ColumnBlocks : plan.RowBlocks;
+        var start = offsets[lh * (plan.BlockCount + 1) + outBlock];
+        var end = offsets[lh * (plan.BlockCount + 1) + outBlock + 1];
+        var tokenStep = (long)dims.Heads * dims.HeadDim;
+
+        // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
+        long aRowStep = transposed ? 1 : bs, aColumnStep = transposed ? bs : 1;
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        for (var entry = start; entry < end; entry++)
+        {
+            var block = entries[entry];
+            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
+            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            for (var kk = 0; kk < bs; kk += 16)
+            {
+                var a = blockBase + (rowInBlock + g) * aRowStep + (kk + 2 * t) * aColumnStep;
+                var dense = dims.Index(n, other * bs + kk + 2 * t, h, d0 + g);
+                if (CudaAsm.IsSupported)
+                {
+                    uint a0, a1, a2, a3;
+                    if (transposed)
+                    {
+                        a0 = TensorCore.Pack(p.Weights[a], p.Weights[a + bs]);
+                        a1 = TensorCore.Pack(p.Weights[a + 8], p.Weights[a + 8 + bs]);
+                        a2 = TensorCore.Pack(p.Weights[a + 8 * bs], p.Weights[a + 9 * bs]);
+                        a3 = TensorCore.Pack(p.Weights[a + 8 + 8 * bs], p.Weights[a + 8 + 9 * bs]);
+                    }
+                    else
+                    {
+                        a0 = p.WeightPairs[a >> 1];
+                        a1 = p.WeightPairs[(a + 8 * bs) >> 1];
+                        a2 = p.WeightPairs[(a + 8) >> 1];
+                        a3 = p.WeightPairs[(a + 8 * bs + 8) >> 1];
+                    }
+
+                    var eightTokens = 8 * tokenStep;
+                    element.Mma(ref c00, ref c01, ref c02, ref c03, a0, a1, a2, a3,
+                        TensorCore.Pack(p.Dense[dense], p.Dense[dense + tokenStep]),
+                        TensorCore.Pack(p.Dense[dense + eightTokens], p.Dense[dense + eightTokens + tokenStep]));
+                    element.Mma(ref c10, ref c11, ref c12, ref c13, a0, a1, a2, a3,
+                        TensorCore.Pack(p.Dense[dense + 8], p.Dense[dense + tokenStep + 8]),
+                        TensorCore.Pack(p.Dense[dense + eightTokens + 8], p.Dense[dense + eightTokens + tokenStep + 8]));
+                }
+                else
+                {
+                    var rowG = blockBase + (rowInBlock + g) * aRowStep + kk * aColumnStep;
+                    var rowG8 = rowG + 8 * aRowStep;
+                    var column = dims.Index(n, other * bs + kk, h, d0 + 2 * t);
+                    c00 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
+                    c01 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c02 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);
+                    c03 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c10 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c11 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 9, tokenStep);
+                    c12 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c13 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 9, tokenStep);
+                }
+            }
+        }
+
+        var output = dims.Index(n, outBlock * bs + rowInBlock + g, h, d0 + 2 * t);
+        var eightRows = 8 * tokenStep;
+        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00, c01);
+        p.OutputPairs[(output + eightRows) >> 1] = TensorCore.Pack(element, c02, c03);
+        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10, c11);
+        p.OutputPairs[(output + eightRows + 8) >> 1] = TensorCore.Pack(element, c12, c13);
+    }
+}

@@ -1,0 +1,83 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>SDD v2: tensor cores for fp16 and bf16.</summary>
+public static partial class SddKernels
+{
+    /// <summary>Computes every enabled block of <c>Left . Right^T</c> with mma.sync (plain C# twin on the CPU accelerator).</summary>
+    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in SddParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var tilesPerBlock = p.Plan.BlockSize / 16;
+        var warpTiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
+        if (warpTiles == 0)
+        {
+            return;
+        }
+
+        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+    }
+
+    internal static void TensorCoreKernel<TElement>(SddParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var element = default(TElement);
+        var dims = p.Dims;
+        var plan = p.Plan;
+        int bs = plan.BlockSize, tilesPerBlock = bs / 16;
+        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
+        if (warpTile >= plan.BlocksPerHead * tilesPerBlock * tilesPerBlock)
+        {
+            return;
+        }
+
+        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        var block = warpTile / (tilesPerBlock * tilesPerBlock);
+        var tileInBlock = warpTile % (tilesPerBlock * tilesPerBlock);
+        int tileRow = tileInBlock / tilesPerBlock * 16, tileColumn = tileInBlock % tilesPerBlock * 16;
+        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
+        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+        var eightRows = 8L * dims.Heads * dims.HeadDim;
+
+        // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        for (var k0 = 0; k0 < dims.HeadDim; k0 += 16)
+        {
+            var a = dims.Index(n, leftRow + g, h, k0 + 2 * t);
+            var b = dims.Index(n, rightRow + g, h, k0 + 2 * t);
+            if (CudaAsm.IsSupported)
+            {
+                uint a0 = p.LeftPairs[a >> 1], a1 = p.LeftPairs[(a + eightRows) >> 1], a2 = p.LeftPairs[(a + 8) >> 1], a3 = p.LeftPairs[(a + eightRows + 8) >> 1];
+                element.Mma(ref c00, ref c01, ref c02, ref c03, a0, a1, a2, a3, p.RightPairs[b >> 1], p.RightPairs[(b + 8) >> 1]);
+                element.Mma(ref c10, ref c11, ref c12, ref c13, a0, a1, a2, a3, p.RightPairs[(b + eightRows) >> 1], p.RightPairs[(b + eightRows + 8) >> 1]);
+            }
+            else
+            {
+                var rowG = dims.Index(n, leftRow + g, h, k0);
+                var key = dims.Index(n, rightRow + 2 * t, h, k0);
+                var keyStep = (long)dims.Heads * dims.HeadDim;
+                c00 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key, 1);
+                c01 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + keyStep, 1);
+                c02 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key, 1);
+                c03 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + keyStep, 1);
+                c10 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows, 1);
+                c11 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows + keyStep, 1);
+                c12 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows, 1);
+                c13 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows + keyStep, 1);
+            }
+        }
+
+        var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (long)(tileRow + g) * bs + tileColumn + 2 * t;
+        var eightOutputRows = 8L * bs;
+        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00, c01);
+        p.OutputPairs[(output + eightOutputRows) >> 1] = TensorCore.Pack(element, c02, c03);
+        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10, c11);
+        p.OutputPairs[(output + eightOutputRows + 8) >> 1] = TensorCore.Pack(element, c12, c13);
+    }
+}

@@ -1,0 +1,30 @@
+using ILGPU;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>Fragment helpers shared by the tensor-core kernels (lane <c>l</c>: <c>g = l / 4</c>, <c>t = l % 4</c>).</summary>
+internal static class TensorCore
+{
+    /// <summary>Warps per group of the tensor-core kernels; each warp owns one 16x16 output tile.</summary>
+    public const int WarpsPerGroup = 4;
+
+    /// <summary>Two 16-bit elements in one register, the first in the low half.</summary>
+    public static uint Pack(ushort low, ushort high) => low | ((uint)high << 16);
+
+    /// <summary>Two fp32 values rounded to the 16-bit type and packed.</summary>
+    public static uint Pack<TElement>(TElement element, float low, float high)
+        where TElement : struct, IElement<ushort> => Pack(element.FromFloat(low), element.FromFloat(high));
+
+    /// <summary>Sum over 16 steps of <c>x[xi + s * xStep] * y[yi + s * yStep]</c> in fp32: the CPU twin of one mma k-step.</summary>
+    public static float Dot16<TElement>(TElement element, ArrayView<ushort> x, long xi, long xStep, ArrayView<ushort> y, long yi, long yStep)
+        where TElement : struct, IElement<ushort>
+    {
+        var acc = 0f;
+        for (var s = 0; s < 16; s++)
+        {
+            acc += element.ToFloat(x[xi + s * xStep]) * element.ToFloat(y[yi + s * yStep]);
+        }
+
+        return acc;
+    }
+}

@@ -1,0 +1,151 @@
+using SparseAttention.Accelerators;
+using SparseAttention.Attention;
+using SparseAttention.Autograd;
+using SparseAttention.Layouts;
+using SparseAttention.Ops;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+using SparseAttention.Tests.Support;
+
+namespace SparseAttention.Tests;
+
+/// <summary>Bad input gets a clear exception on the exact call, before any kernel runs, and outputs stay untouched.</summary>
+[TestClass]
+public sealed class GuardTests
+{
+    private static ComputeDevice Device => TestDevices.Get(TestDevices.Cpu);
+
+    [TestMethod]
+    public void QueryKeyRejectsMismatchedShapesAndLeavesOutputUntouched()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 32);
+        using var k = DeviceTensor<float>.Allocate(Device, 1, 64, 64);
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        w.Fill(42f);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, k, plan, w));
+        Assert.AreEqual("right", ex.ParamName);
+        Assert.IsTrue(w.ToArray().All(x => x == 42f), "destination untouched");
+    }
+
+    [TestMethod]
+    public void UnsupportedHeadDim()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 48);
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, q, plan, w));
+        Assert.AreEqual("headDim", ex.ParamName);
+        StringAssert.Contains(ex.Message, "headDim 24 is not supported");
+    }
+
+    [TestMethod]
+    public void CtxNotAMultipleOfBlockSize()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 1));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 60, 16);
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, q, plan, w));
+        StringAssert.Contains(ex.Message, "ctx 60 is not a multiple of blockSize 16");
+    }
+
+    [TestMethod]
+    public void CtxDifferentFromThePlan()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 1));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 128, 16);
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, q, plan, w));
+        Assert.AreEqual("left", ex.ParamName);
+    }
+
+    [TestMethod]
+    public void WeightsOfTheWrongShape()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 1));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 16);
+        using var w = DeviceTensor<float>.Allocate(Device, 1, 1, 9, 16, 16);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.WeightValue(w, q, plan, q));
+        Assert.AreEqual("weights", ex.ParamName);
+    }
+
+    [TestMethod]
+    public void TensorsOnAnotherDevice()
+    {
+        using var other = ComputeDevice.CreateCpu();
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 1));
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 16);
+        using var k = DeviceTensor<float>.Allocate(other, 1, 64, 16);
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, k, plan, w));
+        Assert.AreEqual("right", ex.ParamName);
+        StringAssert.Contains(ex.Message, "must share a device");
+        var attention = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseAttention.Compute(q, q, k, 1, AttentionPattern.All, 16));
+        Assert.AreEqual("v", attention.ParamName);
+    }
+
+    [TestMethod]
+    public void SoftmaxAutoregressAtKeyOutOfRange()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 1));
+        using var w = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => BlockSparseOps.Softmax(w, plan, w, 1f, true, 64));
+        Assert.AreEqual("autoregressAtKey", ex.ParamName);
+    }
+
+    [TestMethod]
+    public void AttentionRejectsHeadsThatDoNotDivideTheEmbedding()
+    {
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 48);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseAttention.Compute(q, q, q, 5, AttentionPattern.All, 16));
+        Assert.AreEqual("embedding", ex.ParamName);
+        StringAssert.Contains(ex.Message, "embedding 48 is not a multiple of heads 5");
+    }
+
+    [TestMethod]
+    public void AttentionRejectsMismatchedShapes()
+    {
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 32);
+        using var k = DeviceTensor<float>.Allocate(Device, 2, 64, 32);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseAttention.Compute(q, k, q, 2, AttentionPattern.All, 16));
+        Assert.AreEqual("k", ex.ParamName);
+    }
+
+    [TestMethod]
+    public void AttentionRejectsAutoregressAtKeyOutOfRangeBeforeRunning()
+    {
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 16);
+        var options = new AttentionOptions { AutoregressAtKey = 64 };
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => BlockSparseAttention.Compute(q, q, q, 1, AttentionPattern.Strided(4), 16, options));
+    }
+
+    [TestMethod]
+    public void BackwardTwiceAndWrongGradientShape()
+    {
+        var random = TestData.NewRandom("backward guards");
+        var (values, _) = TestData.Values<float>(random, 64 * 16);
+        using var q = DeviceTensor<float>.FromSpan(Device, values, 1, 64, 16);
+        using var wrong = DeviceTensor<float>.Allocate(Device, 1, 64, 32);
+        using var tape = new Tape();
+        using var output = BlockSparseAttention.Compute(q, q, q, 1, AttentionPattern.All, 16, tape: tape);
+        var shape = Assert.ThrowsExactly<ArgumentException>(() => tape.Backward(output, wrong));
+        Assert.AreEqual("outputGrad", shape.ParamName);
+        var notRecorded = Assert.ThrowsExactly<ArgumentException>(() => tape.Backward(q, q));
+        Assert.AreEqual("output", notRecorded.ParamName);
+        using (tape.Backward(output, q))
+        {
+        }
+
+        Assert.ThrowsExactly<InvalidOperationException>(() => tape.Backward(output, q));
+    }
+
+    [TestMethod]
+    public void DisposedDeviceThrowsObjectDisposed()
+    {
+        var device = ComputeDevice.CreateCpu();
+        device.Dispose();
+        Assert.ThrowsExactly<ObjectDisposedException>(() => device.Accelerator);
+        Assert.ThrowsExactly<ObjectDisposedException>(() => DeviceTensor<float>.Allocate(device, 4));
+        device.Dispose();
+    }
+}
