@@ -44,7 +44,8 @@ public static partial class DsdKernels
 
         // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
         long aRowStep = transposed ? 1 : bs, aColumnStep = transposed ? bs : 1;
-        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
         for (var entry = start; entry < end; entry++)
         {
             var block = entries[entry];
@@ -56,7 +57,6 @@ public static partial class DsdKernels
                 var dense = dims.Index(n, other * bs + kk + 2 * t, h, d0 + g);
                 if (CudaAsm.IsSupported)
                 {
-                    uint a0, a1, a2, a3;
                     if (transposed)
                     {
                         a0 = TensorCore.Pack(p.Weights[a], p.Weights[a + bs]);
@@ -73,35 +73,35 @@ public static partial class DsdKernels
                     }
 
                     var eightTokens = 8 * tokenStep;
-                    element.Mma(ref c00, ref c01, ref c02, ref c03, a0, a1, a2, a3,
-                        TensorCore.Pack(p.Dense[dense], p.Dense[dense + tokenStep]),
-                        TensorCore.Pack(p.Dense[dense + eightTokens], p.Dense[dense + eightTokens + tokenStep]));
-                    element.Mma(ref c10, ref c11, ref c12, ref c13, a0, a1, a2, a3,
-                        TensorCore.Pack(p.Dense[dense + 8], p.Dense[dense + tokenStep + 8]),
-                        TensorCore.Pack(p.Dense[dense + eightTokens + 8], p.Dense[dense + eightTokens + tokenStep + 8]));
+                    b0 = TensorCore.Pack(p.Dense[dense], p.Dense[dense + tokenStep]);
+                    b1 = TensorCore.Pack(p.Dense[dense + eightTokens], p.Dense[dense + eightTokens + tokenStep]);
+                    element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                    b0 = TensorCore.Pack(p.Dense[dense + 8], p.Dense[dense + tokenStep + 8]);
+                    b1 = TensorCore.Pack(p.Dense[dense + eightTokens + 8], p.Dense[dense + eightTokens + tokenStep + 8]);
+                    element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
                 }
                 else
                 {
                     var rowG = blockBase + (rowInBlock + g) * aRowStep + kk * aColumnStep;
                     var rowG8 = rowG + 8 * aRowStep;
                     var column = dims.Index(n, other * bs + kk, h, d0 + 2 * t);
-                    c00 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
-                    c01 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
-                    c02 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);
-                    c03 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 1, tokenStep);
-                    c10 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 8, tokenStep);
-                    c11 += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 9, tokenStep);
-                    c12 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 8, tokenStep);
-                    c13 += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 9, tokenStep);
+                    c00.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
+                    c01.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c02.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);
+                    c03.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c10.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c11.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 9, tokenStep);
+                    c12.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c13.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 9, tokenStep);
                 }
             }
         }
 
         var output = dims.Index(n, outBlock * bs + rowInBlock + g, h, d0 + 2 * t);
         var eightRows = 8 * tokenStep;
-        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00, c01);
-        p.OutputPairs[(output + eightRows) >> 1] = TensorCore.Pack(element, c02, c03);
-        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10, c11);
-        p.OutputPairs[(output + eightRows + 8) >> 1] = TensorCore.Pack(element, c12, c13);
+        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00.Value, c01.Value);
+        p.OutputPairs[(output + eightRows) >> 1] = TensorCore.Pack(element, c02.Value, c03.Value);
+        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10.Value, c11.Value);
+        p.OutputPairs[(output + eightRows + 8) >> 1] = TensorCore.Pack(element, c12.Value, c13.Value);
     }
 }

@@ -30,16 +30,8 @@ public readonly struct Fp16 : IElement<ushort>, IMmaElement
 {
     /// <inheritdoc/>
     /// <remarks>ILGPU takes inline PTX only as a string literal at the call, so each type spells its instruction.</remarks>
-    public void Mma(ref float d0, ref float d1, ref float d2, ref float d3, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
-    {
-        Ref<float> r0 = d0, r1 = d1, r2 = d2, r3 = d3;
-        Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
-        CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};", ref r0, ref r1, ref r2, ref r3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
-        d0 = r0.Value;
-        d1 = r1.Value;
-        d2 = r2.Value;
-        d3 = r3.Value;
-    }
+    public void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1) =>
+        CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};", ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
 
     /// <inheritdoc/>
     public float ToFloat(ushort value) => (float)Interop.IntAsFloat(value);
@@ -94,16 +86,8 @@ public readonly struct Bf16 : IElement<ushort>, IMmaElement
 {
     /// <inheritdoc/>
     /// <remarks>ILGPU takes inline PTX only as a string literal at the call, so each type spells its instruction.</remarks>
-    public void Mma(ref float d0, ref float d1, ref float d2, ref float d3, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
-    {
-        Ref<float> r0 = d0, r1 = d1, r2 = d2, r3 = d3;
-        Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
-        CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};", ref r0, ref r1, ref r2, ref r3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
-        d0 = r0.Value;
-        d1 = r1.Value;
-        d2 = r2.Value;
-        d3 = r3.Value;
-    }
+    public void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1) =>
+        CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};", ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
 
     /// <inheritdoc/>
     public float ToFloat(ushort value) => Interop.IntAsFloat((uint)value << 16);

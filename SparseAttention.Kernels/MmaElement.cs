@@ -9,5 +9,9 @@ public interface IMmaElement
     /// D = A . B + D for one warp: A 16x16 in four registers of two packed elements, B 16x8 in two, D 16x8 fp32 in four
     /// (fragment map in ARCHITECTURE.md). Only valid where <see cref="CudaAsm.IsSupported"/>.
     /// </summary>
-    void Mma(ref float d0, ref float d1, ref float d2, ref float d3, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1);
+    /// <remarks>
+    /// Operands are the kernel's own <see cref="Ref{T}"/>/<see cref="Input{T}"/> locals passed by reference: copying them
+    /// into fresh locals per call left a 80-byte local-memory depot that ptxas kept, and the traffic saturated L2 (ncu).
+    /// </remarks>
+    void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1);
 }

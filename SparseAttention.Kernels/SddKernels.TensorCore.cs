@@ -46,38 +46,46 @@ public static partial class SddKernels
         var eightRows = 8L * dims.Heads * dims.HeadDim;
 
         // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
-        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
         for (var k0 = 0; k0 < dims.HeadDim; k0 += 16)
         {
             var a = dims.Index(n, leftRow + g, h, k0 + 2 * t);
             var b = dims.Index(n, rightRow + g, h, k0 + 2 * t);
             if (CudaAsm.IsSupported)
             {
-                uint a0 = p.LeftPairs[a >> 1], a1 = p.LeftPairs[(a + eightRows) >> 1], a2 = p.LeftPairs[(a + 8) >> 1], a3 = p.LeftPairs[(a + eightRows + 8) >> 1];
-                element.Mma(ref c00, ref c01, ref c02, ref c03, a0, a1, a2, a3, p.RightPairs[b >> 1], p.RightPairs[(b + 8) >> 1]);
-                element.Mma(ref c10, ref c11, ref c12, ref c13, a0, a1, a2, a3, p.RightPairs[(b + eightRows) >> 1], p.RightPairs[(b + eightRows + 8) >> 1]);
+                a0 = p.LeftPairs[a >> 1];
+                a1 = p.LeftPairs[(a + eightRows) >> 1];
+                a2 = p.LeftPairs[(a + 8) >> 1];
+                a3 = p.LeftPairs[(a + eightRows + 8) >> 1];
+                b0 = p.RightPairs[b >> 1];
+                b1 = p.RightPairs[(b + 8) >> 1];
+                element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                b0 = p.RightPairs[(b + eightRows) >> 1];
+                b1 = p.RightPairs[(b + eightRows + 8) >> 1];
+                element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
             }
             else
             {
                 var rowG = dims.Index(n, leftRow + g, h, k0);
                 var key = dims.Index(n, rightRow + 2 * t, h, k0);
                 var keyStep = (long)dims.Heads * dims.HeadDim;
-                c00 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key, 1);
-                c01 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + keyStep, 1);
-                c02 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key, 1);
-                c03 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + keyStep, 1);
-                c10 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows, 1);
-                c11 += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows + keyStep, 1);
-                c12 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows, 1);
-                c13 += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows + keyStep, 1);
+                c00.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key, 1);
+                c01.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + keyStep, 1);
+                c02.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key, 1);
+                c03.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + keyStep, 1);
+                c10.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows, 1);
+                c11.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows + keyStep, 1);
+                c12.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows, 1);
+                c13.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows + keyStep, 1);
             }
         }
 
         var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (long)(tileRow + g) * bs + tileColumn + 2 * t;
         var eightOutputRows = 8L * bs;
-        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00, c01);
-        p.OutputPairs[(output + eightOutputRows) >> 1] = TensorCore.Pack(element, c02, c03);
-        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10, c11);
-        p.OutputPairs[(output + eightOutputRows + 8) >> 1] = TensorCore.Pack(element, c12, c13);
+        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00.Value, c01.Value);
+        p.OutputPairs[(output + eightOutputRows) >> 1] = TensorCore.Pack(element, c02.Value, c03.Value);
+        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10.Value, c11.Value);
+        p.OutputPairs[(output + eightOutputRows + 8) >> 1] = TensorCore.Pack(element, c12.Value, c13.Value);
     }
 }

@@ -30,8 +30,10 @@ internal static class BenchCommand
         }
 
         Console.WriteLine($"# {device.Name}");
+        var section = line.Text("section") ?? "all";
+        bool Runs(string name) => section == "all" || section == name;
         var bandwidth = CopyBandwidth(device);
-        foreach (var block in new[] { 32, 64 })
+        foreach (var block in Runs("ops") ? new[] { 32, 64 } : [])
         {
             OpsBench(device, block, bandwidth);
         }
@@ -45,12 +47,16 @@ internal static class BenchCommand
             ("fixed, L 128, 4 verts, block 32", 4, 16, 4096, AttentionPattern.Fixed(128, 4, 1), 32),
             ("fixed, L 128, 4 verts, block 32", 1, 16, 16384, AttentionPattern.Fixed(128, 4, 1), 32),
         ];
-        foreach (var c in cases)
+        foreach (var c in Runs("attention") ? cases : [])
         {
             AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, 64, c.Pattern, c.Block);
         }
 
-        RecomputeMemory(device);
+        if (Runs("recompute"))
+        {
+            RecomputeMemory(device);
+        }
+
         Console.WriteLine();
         Table.ForEach(Console.WriteLine);
         return 0;
