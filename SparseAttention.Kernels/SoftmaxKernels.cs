@@ -11,6 +11,8 @@ namespace SparseAttention.Kernels;
 // Versions:
 //   v1  one 32-lane warp per row, three passes (max, sum, write) with butterfly shuffles, fp32 math.
 //   v2  per-block values (LUT entry, key block, full flag, element base) read once per block instead of per element.
+//   v3  four rows (warps) per group instead of one, for occupancy; forward in two passes with an online max/sum
+//       (one read fewer, one exp fewer per element).
 
 /// <summary>Arguments of the masked softmax kernel.</summary>
 /// <typeparam name="T">Storage type of the block-sparse tensors.</typeparam>
@@ -67,6 +69,7 @@ public readonly struct SoftmaxGradParams<T>
 public static class SoftmaxKernels
 {
     private const int WarpSize = 32;
+    private const int RowsPerGroup = 4;
 
     /// <summary>Runs the masked (or plain) softmax.</summary>
     public static void Launch<T, TElement>(Accelerator accelerator, in SoftmaxParams<T> p)
@@ -86,7 +89,8 @@ public static class SoftmaxKernels
         KernelCache.Get<SoftmaxGradParams<T>>(accelerator, Backward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
-    private static KernelConfig Config(Dims dims) => new(new Index2D(dims.Ctx, dims.Batch * dims.Heads), new Index2D(WarpSize, 1));
+    // ctx is a multiple of the block size (at least 16), so rows split evenly into groups of four.
+    private static KernelConfig Config(Dims dims) => new(new Index2D(dims.Ctx / RowsPerGroup, dims.Batch * dims.Heads), new Index2D(WarpSize * RowsPerGroup, 1));
 
     internal static void Forward<T, TElement>(SoftmaxParams<T> p)
         where T : unmanaged
@@ -94,21 +98,10 @@ public static class SoftmaxKernels
     {
         var element = default(TElement);
         var row = new RowCursor(p.Plan, p.Dims);
-        var lane = Group.IdxX;
-        var max = float.NegativeInfinity;
-        for (var entry = row.Start; entry < row.End; entry++)
-        {
-            var block = new BlockInRow(row, p.Plan, entry);
-            for (var c = lane; c < row.BlockSize; c += WarpSize)
-            {
-                if (IsAllowed(p, row, block, c))
-                {
-                    max = XMath.Max(max, element.ToFloat(p.Input[block.ElementBase + c]) * p.Scale);
-                }
-            }
-        }
+        var lane = Group.IdxX % WarpSize;
 
-        max = WarpMax(max);
+        // Online softmax: a running max and a sum rescaled whenever the max grows.
+        var max = float.NegativeInfinity;
         var sum = 0f;
         for (var entry = row.Start; entry < row.End; entry++)
         {
@@ -117,11 +110,24 @@ public static class SoftmaxKernels
             {
                 if (IsAllowed(p, row, block, c))
                 {
-                    sum += XMath.Exp(element.ToFloat(p.Input[block.ElementBase + c]) * p.Scale - max);
+                    var x = element.ToFloat(p.Input[block.ElementBase + c]) * p.Scale;
+                    if (x > max)
+                    {
+                        sum = sum * XMath.Exp(max - x) + 1f;
+                        max = x;
+                    }
+                    else
+                    {
+                        sum += XMath.Exp(x - max);
+                    }
                 }
             }
         }
 
+        // Combine lanes: a lane that saw nothing has max -inf and sum 0 and must contribute nothing (not exp(NaN)).
+        var rowMax = WarpMax(max);
+        sum = max == float.NegativeInfinity ? 0f : sum * XMath.Exp(max - rowMax);
+        max = rowMax;
         sum = WarpSum(sum);
         var inverse = sum > 0f ? 1f / sum : 0f;
         for (var entry = row.Start; entry < row.End; entry++)
@@ -142,7 +148,7 @@ public static class SoftmaxKernels
     {
         var element = default(TElement);
         var row = new RowCursor(p.Plan, p.Dims);
-        var lane = Group.IdxX;
+        var lane = Group.IdxX % WarpSize;
         var dot = 0f;
         for (var entry = row.Start; entry < row.End; entry++)
         {
@@ -234,7 +240,7 @@ public static class SoftmaxKernels
         public RowCursor(PlanTables plan, Dims dims)
         {
             this.plan = plan;
-            Query = Grid.IdxX;
+            Query = Grid.IdxX * RowsPerGroup + Group.IdxX / WarpSize;
             var head = Grid.IdxY % dims.Heads;
             layoutHead = plan.LayoutHead(head);
             BlockSize = plan.BlockSize;
