@@ -12,6 +12,9 @@ public sealed record AttentionOptions
     /// <summary>Keep only the inputs during forward and recompute the probabilities during backward (less memory).</summary>
     public bool Recompute { get; init; }
 
+    /// <summary>fp32 inputs only: run the matrix products on TF32 tensor cores (like PyTorch's <c>allow_tf32</c>); off by default.</summary>
+    public bool AllowTf32 { get; init; }
+
     /// <summary>The defaults.</summary>
     public static AttentionOptions Default { get; } = new();
 }

@@ -5,7 +5,7 @@ using SparseAttention.Tensors;
 namespace SparseAttention.Attention;
 
 /// <summary>The unfused attention of one plan: probabilities by SDD + masked softmax, and the backward through all three ops.</summary>
-internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch)
+internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch, bool allowTf32)
     where T : unmanaged
 {
     /// <summary><c>P = softmax(mask(q . k^T) * scale)</c> as block-sparse weights.</summary>
@@ -13,7 +13,7 @@ internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? a
     {
         // The softmax overwrites the scores in place: each row's warp reads an element before writing it.
         var weights = BlockSparseOps.AllocateWeights<T>(q.Device, plan, batch);
-        BlockSparseOps.QueryKey(q, k, plan, weights);
+        BlockSparseOps.QueryKey(q, k, plan, weights, allowTf32);
         BlockSparseOps.Softmax(weights, plan, weights, scale, useMask: true, autoregressAtKey);
         return weights;
     }
@@ -25,17 +25,17 @@ internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? a
         try
         {
             var dv = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValueTransposed(probabilities, outputGrad, plan, dv);
+            BlockSparseOps.WeightValueTransposed(probabilities, outputGrad, plan, dv, allowTf32);
 
             // dP = dO . V^T on the enabled blocks; the softmax gradient then overwrites it in place with dS.
             using var scoresGrad = BlockSparseOps.AllocateWeights<T>(q.Device, plan, batch);
-            BlockSparseOps.QueryKey(outputGrad, v, plan, scoresGrad);
+            BlockSparseOps.QueryKey(outputGrad, v, plan, scoresGrad, allowTf32);
             BlockSparseOps.SoftmaxGrad(probabilities, scoresGrad, plan, scoresGrad, scale);
 
             var dq = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValue(scoresGrad, k, plan, dq);
+            BlockSparseOps.WeightValue(scoresGrad, k, plan, dq, allowTf32);
             var dk = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValueTransposed(scoresGrad, q, plan, dk);
+            BlockSparseOps.WeightValueTransposed(scoresGrad, q, plan, dk, allowTf32);
             return [dq, dk, dv];
         }
         finally

@@ -99,10 +99,10 @@ public static class BlockSparseAttention
         BlockSparseOps.CheckDense(plan, q, nameof(q), v, nameof(v));
         CheckAutoregress(options, plan.Ctx);
         var headDim = q.Shape[2] / plan.Heads;
-        var step = new AttentionStep<T>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0]);
+        var step = new AttentionStep<T>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
         var probabilities = step.Probabilities(q, k);
         var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-        BlockSparseOps.WeightValue(probabilities, v, plan, output);
+        BlockSparseOps.WeightValue(probabilities, v, plan, output, options.AllowTf32);
         if (tape is null)
         {
             probabilities.Dispose();

@@ -13,25 +13,40 @@ namespace SparseAttention.Ops;
 public static partial class BlockSparseOps
 {
     /// <summary>SDD (<c>nt</c>): <c>weights[n,h,b] = left[block i] . right[block j]^T</c> for every enabled block.</summary>
+    /// <param name="left">Queries (or output gradients).</param>
+    /// <param name="right">Keys (or values).</param>
+    /// <param name="plan">The layout's plan.</param>
+    /// <param name="weights">Destination <c>[batch, heads, blocks, block, block]</c>.</param>
+    /// <param name="allowTf32">fp32 only: use TF32 tensor cores (faster, about 1e-3 relative error) instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void QueryKey<T>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<T> weights)
+    public static void QueryKey<T>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<T> weights, bool allowTf32 = false)
         where T : unmanaged
     {
         var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
         var tables = left.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, SddAction<T>>(new(left, right, weights, dims, tables));
+        ElementDispatch.Run<T, SddAction<T>>(new(left, right, weights, dims, tables, allowTf32));
     }
 
     /// <summary>DSD (<c>nn</c>): <c>output[block row i] = sum over b = (i, j) of weights[b] . dense[block j]</c>.</summary>
+    /// <param name="weights">Block-sparse weights.</param>
+    /// <param name="dense">Values (or keys, for a gradient).</param>
+    /// <param name="plan">The layout's plan.</param>
+    /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
+    /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void WeightValue<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output)
-        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: false);
+    public static void WeightValue<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
+        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: false, allowTf32);
 
     /// <summary>Transposed DSD (<c>tn</c>): <c>output[block column j] = sum over b = (i, j) of weights[b]^T . dense[block i]</c>.</summary>
+    /// <param name="weights">Block-sparse weights.</param>
+    /// <param name="dense">The dense operand.</param>
+    /// <param name="plan">The layout's plan.</param>
+    /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
+    /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void WeightValueTransposed<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output)
-        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: true);
+    public static void WeightValueTransposed<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
+        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: true, allowTf32);
 
     /// <summary>
     /// Softmax over each query row's enabled blocks of <c>scores * scale</c>; with <paramref name="useMask"/> only
@@ -78,12 +93,12 @@ public static partial class BlockSparseOps
         return DeviceTensor<T>.Allocate(device, batch, plan.Heads, plan.BlocksPerHead, plan.BlockSize, plan.BlockSize);
     }
 
-    private static void Dsd<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool transposed)
+    private static void Dsd<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool transposed, bool allowTf32)
         where T : unmanaged
     {
         var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
         var tables = dense.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, DsdAction<T>>(new(weights, dense, output, dims, tables, transposed ? 1 : 0));
+        ElementDispatch.Run<T, DsdAction<T>>(new(weights, dense, output, dims, tables, transposed ? 1 : 0, allowTf32));
     }
 }

@@ -5,13 +5,21 @@ using static SparseAttention.Ops.ElementDispatch;
 namespace SparseAttention.Ops;
 
 /// <summary>SDD launch, specialised per element type.</summary>
-internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T> Output, Dims Dims, PlanTables Tables) : IElementAction
+internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, bool AllowTf32) : IElementAction
     where T : unmanaged
 {
     public void Run<TS, TE>()
         where TS : unmanaged
-        where TE : struct, IElement<TS> =>
+        where TE : struct, IElement<TS>
+    {
+        if (AllowTf32 && typeof(TS) == typeof(float))
+        {
+            SddKernels.LaunchTf32(Left.Device.Accelerator, new SddParams<float> { Left = As<T, float>(Left), Right = As<T, float>(Right), Output = As<T, float>(Output), Dims = Dims, Plan = Tables });
+            return;
+        }
+
         SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables });
+    }
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>
@@ -23,13 +31,21 @@ internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<
 }
 
 /// <summary>DSD launch (plain or transposed), specialised per element type.</summary>
-internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed) : IElementAction
+internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed, bool AllowTf32) : IElementAction
     where T : unmanaged
 {
     public void Run<TS, TE>()
         where TS : unmanaged
-        where TE : struct, IElement<TS> =>
+        where TE : struct, IElement<TS>
+    {
+        if (AllowTf32 && typeof(TS) == typeof(float))
+        {
+            DsdKernels.LaunchTf32(Dense.Device.Accelerator, new DsdParams<float> { Weights = As<T, float>(Weights), Dense = As<T, float>(Dense), Output = As<T, float>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+            return;
+        }
+
         DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS> { Weights = As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+    }
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>

@@ -1,0 +1,96 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>DSD v2-tf32: the fp32 opt-in on TF32 tensor cores, one warp per 16x16 output tile.</summary>
+public static partial class DsdKernels
+{
+    /// <summary>The plain or transposed product with TF32 mma.sync (truncating C# twin on the CPU).</summary>
+    public static void LaunchTf32(Accelerator accelerator, in DsdParams<float> p)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var warpTiles = p.Dims.Ctx / 16 * (p.Dims.HeadDim / 16);
+        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
+        KernelCache.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+    }
+
+    internal static void Tf32Kernel(DsdParams<float> p)
+    {
+        var dims = p.Dims;
+        var plan = p.Plan;
+        var bs = plan.BlockSize;
+        var featureTiles = dims.HeadDim / 16;
+        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
+        if (warpTile >= dims.Ctx / 16 * featureTiles)
+        {
+            return;
+        }
+
+        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        int rowTile = warpTile / featureTiles, d0 = warpTile % featureTiles * 16;
+        int outBlock = rowTile * 16 / bs, rowInBlock = rowTile * 16 % bs;
+        var transposed = p.Transposed != 0;
+        var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
+        var entries = transposed ? plan.ColumnBlocks : plan.RowBlocks;
+        var start = offsets[lh * (plan.BlockCount + 1) + outBlock];
+        var end = offsets[lh * (plan.BlockCount + 1) + outBlock + 1];
+        var tokenStep = (long)dims.Heads * dims.HeadDim;
+        long aRowStep = transposed ? 1 : bs, aColumnStep = transposed ? bs : 1;
+
+        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+        for (var entry = start; entry < end; entry++)
+        {
+            var block = entries[entry];
+            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
+            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            for (var kk = 0; kk < bs; kk += 8)
+            {
+                if (CudaAsm.IsSupported)
+                {
+                    // A[m][k]: rows g, g+8 and columns t, t+4 of this 16x8 step.
+                    var a = blockBase + (rowInBlock + g) * aRowStep + (kk + t) * aColumnStep;
+                    a0 = Tf32.Bits(p.Weights[a]);
+                    a1 = Tf32.Bits(p.Weights[a + 8 * aRowStep]);
+                    a2 = Tf32.Bits(p.Weights[a + 4 * aColumnStep]);
+                    a3 = Tf32.Bits(p.Weights[a + 8 * aRowStep + 4 * aColumnStep]);
+                    var dense = dims.Index(n, other * bs + kk + t, h, d0 + g);
+                    b0 = Tf32.Bits(p.Dense[dense]);
+                    b1 = Tf32.Bits(p.Dense[dense + 4 * tokenStep]);
+                    Tf32.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                    b0 = Tf32.Bits(p.Dense[dense + 8]);
+                    b1 = Tf32.Bits(p.Dense[dense + 4 * tokenStep + 8]);
+                    Tf32.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                }
+                else
+                {
+                    var rowG = blockBase + (rowInBlock + g) * aRowStep + kk * aColumnStep;
+                    var rowG8 = rowG + 8 * aRowStep;
+                    var column = dims.Index(n, other * bs + kk, h, d0 + 2 * t);
+                    c00.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
+                    c01.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c02.Value += Tf32.Dot8(p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);
+                    c03.Value += Tf32.Dot8(p.Weights, rowG8, aColumnStep, p.Dense, column + 1, tokenStep);
+                    c10.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c11.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column + 9, tokenStep);
+                    c12.Value += Tf32.Dot8(p.Weights, rowG8, aColumnStep, p.Dense, column + 8, tokenStep);
+                    c13.Value += Tf32.Dot8(p.Weights, rowG8, aColumnStep, p.Dense, column + 9, tokenStep);
+                }
+            }
+        }
+
+        var output = dims.Index(n, outBlock * bs + rowInBlock + g, h, d0 + 2 * t);
+        var eightRows = 8 * tokenStep;
+        p.Output[output] = c00.Value;
+        p.Output[output + 1] = c01.Value;
+        p.Output[output + eightRows] = c02.Value;
+        p.Output[output + eightRows + 1] = c03.Value;
+        p.Output[output + 8] = c10.Value;
+        p.Output[output + 9] = c11.Value;
+        p.Output[output + eightRows + 8] = c12.Value;
+        p.Output[output + eightRows + 9] = c13.Value;
+    }
+}

@@ -1,0 +1,91 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>SDD v2-tf32: the fp32 opt-in on TF32 tensor cores, one warp per 16x16 output tile.</summary>
+public static partial class SddKernels
+{
+    /// <summary>Computes every enabled block of <c>Left . Right^T</c> with TF32 mma.sync (truncating C# twin on the CPU).</summary>
+    public static void LaunchTf32(Accelerator accelerator, in SddParams<float> p)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var tilesPerBlock = p.Plan.BlockSize / 16;
+        var warpTiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        if (warpTiles == 0)
+        {
+            return;
+        }
+
+        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
+        KernelCache.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+    }
+
+    internal static void Tf32Kernel(SddParams<float> p)
+    {
+        var dims = p.Dims;
+        var plan = p.Plan;
+        int bs = plan.BlockSize, tilesPerBlock = bs / 16;
+        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
+        if (warpTile >= plan.BlocksPerHead * tilesPerBlock * tilesPerBlock)
+        {
+            return;
+        }
+
+        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        var block = warpTile / (tilesPerBlock * tilesPerBlock);
+        var tileInBlock = warpTile % (tilesPerBlock * tilesPerBlock);
+        int tileRow = tileInBlock / tilesPerBlock * 16, tileColumn = tileInBlock % tilesPerBlock * 16;
+        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
+        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+        var tokenStep = (long)dims.Heads * dims.HeadDim;
+        var eightRows = 8 * tokenStep;
+
+        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+        for (var k0 = 0; k0 < dims.HeadDim; k0 += 8)
+        {
+            var a = dims.Index(n, leftRow + g, h, k0 + t);
+            var b = dims.Index(n, rightRow + g, h, k0 + t);
+            if (CudaAsm.IsSupported)
+            {
+                a0 = Tf32.Bits(p.Left[a]);
+                a1 = Tf32.Bits(p.Left[a + eightRows]);
+                a2 = Tf32.Bits(p.Left[a + 4]);
+                a3 = Tf32.Bits(p.Left[a + eightRows + 4]);
+                b0 = Tf32.Bits(p.Right[b]);
+                b1 = Tf32.Bits(p.Right[b + 4]);
+                Tf32.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                b0 = Tf32.Bits(p.Right[b + eightRows]);
+                b1 = Tf32.Bits(p.Right[b + eightRows + 4]);
+                Tf32.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+            }
+            else
+            {
+                var rowG = dims.Index(n, leftRow + g, h, k0);
+                var key = dims.Index(n, rightRow + 2 * t, h, k0);
+                c00.Value += Tf32.Dot8(p.Left, rowG, 1, p.Right, key, 1);
+                c01.Value += Tf32.Dot8(p.Left, rowG, 1, p.Right, key + tokenStep, 1);
+                c02.Value += Tf32.Dot8(p.Left, rowG + eightRows, 1, p.Right, key, 1);
+                c03.Value += Tf32.Dot8(p.Left, rowG + eightRows, 1, p.Right, key + tokenStep, 1);
+                c10.Value += Tf32.Dot8(p.Left, rowG, 1, p.Right, key + eightRows, 1);
+                c11.Value += Tf32.Dot8(p.Left, rowG, 1, p.Right, key + eightRows + tokenStep, 1);
+                c12.Value += Tf32.Dot8(p.Left, rowG + eightRows, 1, p.Right, key + eightRows, 1);
+                c13.Value += Tf32.Dot8(p.Left, rowG + eightRows, 1, p.Right, key + eightRows + tokenStep, 1);
+            }
+        }
+
+        var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (long)(tileRow + g) * bs + tileColumn + 2 * t;
+        var eightOutputRows = 8L * bs;
+        p.Output[output] = c00.Value;
+        p.Output[output + 1] = c01.Value;
+        p.Output[output + eightOutputRows] = c02.Value;
+        p.Output[output + eightOutputRows + 1] = c03.Value;
+        p.Output[output + 8] = c10.Value;
+        p.Output[output + 9] = c11.Value;
+        p.Output[output + eightOutputRows + 8] = c12.Value;
+        p.Output[output + eightOutputRows + 9] = c13.Value;
+    }
+}
