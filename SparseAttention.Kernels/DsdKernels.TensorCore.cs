@@ -24,29 +24,22 @@ public static partial class DsdKernels
         var dims = p.Dims;
         var plan = p.Plan;
         var bs = plan.BlockSize;
-        var featureTiles = dims.HeadDim / 16;
-        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
-        if (warpTile >= dims.Ctx / 16 * featureTiles)
+        var transposed = p.Transposed != 0;
+        var tile = new DsdWarpTile(plan, dims, transposed);
+        if (!tile.IsActive)
         {
             return;
         }
 
-        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
-        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
-        int rowTile = warpTile / featureTiles, d0 = warpTile % featureTiles * 16;
-        int outBlock = rowTile * 16 / bs, rowInBlock = rowTile * 16 % bs;
-        var transposed = p.Transposed != 0;
-        var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
+        int n = tile.N, h = tile.H, lh = tile.LayoutHead, g = tile.G, t = tile.T, d0 = tile.D0, rowInBlock = tile.RowInBlock;
         var entries = transposed ? plan.ColumnBlocks : plan.RowBlocks;
-        var start = offsets[lh * (plan.BlockCount + 1) + outBlock];
-        var end = offsets[lh * (plan.BlockCount + 1) + outBlock + 1];
         var tokenStep = (long)dims.Heads * dims.HeadDim;
 
         // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
-        long aRowStep = transposed ? 1 : bs, aColumnStep = transposed ? bs : 1;
+        long aRowStep = tile.ARowStep, aColumnStep = tile.AColumnStep;
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-        for (var entry = start; entry < end; entry++)
+        for (var entry = tile.Start; entry < tile.End; entry++)
         {
             var block = entries[entry];
             var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
@@ -97,7 +90,7 @@ public static partial class DsdKernels
             }
         }
 
-        var output = dims.Index(n, outBlock * bs + rowInBlock + g, h, d0 + 2 * t);
+        var output = tile.OutputIndex;
         var eightRows = 8 * tokenStep;
         p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00.Value, c01.Value);
         p.OutputPairs[(output + eightRows) >> 1] = TensorCore.Pack(element, c02.Value, c03.Value);

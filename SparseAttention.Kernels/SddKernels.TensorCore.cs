@@ -28,21 +28,13 @@ public static partial class SddKernels
     {
         var element = default(TElement);
         var dims = p.Dims;
-        var plan = p.Plan;
-        int bs = plan.BlockSize, tilesPerBlock = bs / 16;
-        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
-        if (warpTile >= plan.BlocksPerHead * tilesPerBlock * tilesPerBlock)
+        var tile = new SddWarpTile(p.Plan, dims);
+        if (!tile.IsActive)
         {
             return;
         }
 
-        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
-        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
-        var block = warpTile / (tilesPerBlock * tilesPerBlock);
-        var tileInBlock = warpTile % (tilesPerBlock * tilesPerBlock);
-        int tileRow = tileInBlock / tilesPerBlock * 16, tileColumn = tileInBlock % tilesPerBlock * 16;
-        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
-        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+        int n = tile.N, h = tile.H, g = tile.G, t = tile.T, leftRow = tile.LeftRow, rightRow = tile.RightRow;
         var eightRows = 8L * dims.Heads * dims.HeadDim;
 
         // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
@@ -81,8 +73,8 @@ public static partial class SddKernels
             }
         }
 
-        var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (long)(tileRow + g) * bs + tileColumn + 2 * t;
-        var eightOutputRows = 8L * bs;
+        var output = tile.OutputIndex;
+        var eightOutputRows = 8L * p.Plan.BlockSize;
         p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00.Value, c01.Value);
         p.OutputPairs[(output + eightOutputRows) >> 1] = TensorCore.Pack(element, c02.Value, c03.Value);
         p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10.Value, c11.Value);

@@ -25,21 +25,13 @@ public static partial class SddKernels
     internal static void Tf32Kernel(SddParams<float> p)
     {
         var dims = p.Dims;
-        var plan = p.Plan;
-        int bs = plan.BlockSize, tilesPerBlock = bs / 16;
-        var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
-        if (warpTile >= plan.BlocksPerHead * tilesPerBlock * tilesPerBlock)
+        var tile = new SddWarpTile(p.Plan, dims);
+        if (!tile.IsActive)
         {
             return;
         }
 
-        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
-        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
-        var block = warpTile / (tilesPerBlock * tilesPerBlock);
-        var tileInBlock = warpTile % (tilesPerBlock * tilesPerBlock);
-        int tileRow = tileInBlock / tilesPerBlock * 16, tileColumn = tileInBlock % tilesPerBlock * 16;
-        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
-        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+        int n = tile.N, h = tile.H, g = tile.G, t = tile.T, leftRow = tile.LeftRow, rightRow = tile.RightRow;
         var tokenStep = (long)dims.Heads * dims.HeadDim;
         var eightRows = 8 * tokenStep;
 
@@ -77,15 +69,6 @@ public static partial class SddKernels
             }
         }
 
-        var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (long)(tileRow + g) * bs + tileColumn + 2 * t;
-        var eightOutputRows = 8L * bs;
-        p.Output[output] = c00.Value;
-        p.Output[output + 1] = c01.Value;
-        p.Output[output + eightOutputRows] = c02.Value;
-        p.Output[output + eightOutputRows + 1] = c03.Value;
-        p.Output[output + 8] = c10.Value;
-        p.Output[output + 9] = c11.Value;
-        p.Output[output + eightOutputRows + 8] = c12.Value;
-        p.Output[output + eightOutputRows + 9] = c13.Value;
+        Tf32.Store(p.Output, tile.OutputIndex, 8L * p.Plan.BlockSize, c00, c01, c02, c03, c10, c11, c12, c13);
     }
 }

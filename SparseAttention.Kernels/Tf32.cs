@@ -30,4 +30,17 @@ internal static class Tf32
 
         return acc;
     }
+
+    /// <summary>Writes a lane's eight accumulators: (g, 2t..2t+1) and (g+8, ..) of both 16x8 halves, eight rows apart.</summary>
+    public static void Store(ArrayView<float> output, long index, long eightRows, Ref<float> c00, Ref<float> c01, Ref<float> c02, Ref<float> c03, Ref<float> c10, Ref<float> c11, Ref<float> c12, Ref<float> c13)
+    {
+        output[index] = c00.Value;
+        output[index + 1] = c01.Value;
+        output[index + eightRows] = c02.Value;
+        output[index + eightRows + 1] = c03.Value;
+        output[index + 8] = c10.Value;
+        output[index + 9] = c11.Value;
+        output[index + eightRows + 8] = c12.Value;
+        output[index + eightRows + 9] = c13.Value;
+    }
 }
