@@ -38,6 +38,11 @@ internal static class BenchCommand
             OpsBench(device, block, bandwidth);
         }
 
+        if (Runs("ops"))
+        {
+            Fp32Bench(device);
+        }
+
         (string Name, int Batch, int Heads, int Ctx, AttentionPattern Pattern, int Block)[] cases =
         [
             ("all (causal), seed example", 4, 4, 1024, AttentionPattern.All, 64),
@@ -104,6 +109,26 @@ internal static class BenchCommand
         Op("dsd (tn)", () => BlockSparseOps.WeightValueTransposed(w, k, plan, dense), weightBytes + 2 * denseBytes, true);
         Op("softmax", () => BlockSparseOps.Softmax(w2, plan, w2, 0.125f), 2 * weightBytes, false);
         Op("softmax grad", () => BlockSparseOps.SoftmaxGrad(w, w2, plan, w2, 0.125f), 3 * weightBytes, false);
+    }
+
+    private static void Fp32Bench(ComputeDevice device)
+    {
+        const int batch = 4, heads = 16, ctx = 4096, headDim = 64, block = 64;
+        var plan = BlockSparsePlan.For(BlockLayout.All(ctx, block, heads));
+        var random = new Random(4);
+        var data = Enumerable.Range(0, batch * ctx * heads * headDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        using var q = DeviceTensor<float>.FromSpan(device, data, batch, ctx, heads * headDim);
+        using var output = DeviceTensor<float>.Allocate(device, batch, ctx, heads * headDim);
+        using var w = BlockSparseOps.AllocateWeights<float>(device, plan, batch);
+        var flops = 2.0 * w.Length * headDim;
+        foreach (var tf32 in new[] { false, true })
+        {
+            var sdd = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseOps.QueryKey(q, q, plan, w, tf32));
+            var nn = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseOps.WeightValue(w, q, plan, output, tf32));
+            var path = tf32 ? "tf32" : "fp32 fma";
+            Report(new { bench = "op-fp32", path, block, batch, heads, ctx, headDim, sddMs = sdd, nnMs = nn, sddTflops = flops / (sdd * 1e9), nnTflops = flops / (nn * 1e9) },
+                string.Create(CultureInfo.InvariantCulture, $"op fp32 {path,-8} block {block}: sdd {sdd,8:F3} ms ({flops / (sdd * 1e9):F1} TFLOP/s)  nn {nn,8:F3} ms ({flops / (nn * 1e9):F1} TFLOP/s)"));
+        }
     }
 
     private static void AttentionBench(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block)
