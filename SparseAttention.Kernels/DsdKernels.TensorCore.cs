@@ -44,10 +44,12 @@ public static partial class DsdKernels
             var block = entries[entry];
             var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
             var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            var aFirst = blockBase + (rowInBlock + g) * aRowStep + 2 * t * aColumnStep;
+            var denseFirst = dims.Index(n, other * bs + 2 * t, h, d0 + g);
             for (var kk = 0; kk < bs; kk += 16)
             {
-                var a = blockBase + (rowInBlock + g) * aRowStep + (kk + 2 * t) * aColumnStep;
-                var dense = dims.Index(n, other * bs + kk + 2 * t, h, d0 + g);
+                var a = aFirst + kk * aColumnStep;
+                var dense = denseFirst + kk * tokenStep;
                 if (CudaAsm.IsSupported)
                 {
                     if (transposed)
@@ -92,9 +94,9 @@ public static partial class DsdKernels
 
         var output = tile.OutputIndex;
         var eightRows = 8 * tokenStep;
-        p.OutputPairs[output >> 1] = TensorCore.Pack(element, c00.Value, c01.Value);
-        p.OutputPairs[(output + eightRows) >> 1] = TensorCore.Pack(element, c02.Value, c03.Value);
-        p.OutputPairs[(output + 8) >> 1] = TensorCore.Pack(element, c10.Value, c11.Value);
-        p.OutputPairs[(output + eightRows + 8) >> 1] = TensorCore.Pack(element, c12.Value, c13.Value);
+        p.OutputPairs[output >> 1] = element.Pack(c00.Value, c01.Value);
+        p.OutputPairs[(output + eightRows) >> 1] = element.Pack(c02.Value, c03.Value);
+        p.OutputPairs[(output + 8) >> 1] = element.Pack(c10.Value, c11.Value);
+        p.OutputPairs[(output + eightRows + 8) >> 1] = element.Pack(c12.Value, c13.Value);
     }
 }

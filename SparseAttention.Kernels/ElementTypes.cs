@@ -29,6 +29,21 @@ public readonly struct Fp32 : IElement<float>
 public readonly struct Fp16 : IElement<ushort>, IMmaElement
 {
     /// <inheritdoc/>
+    public uint Pack(float low, float high)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            // cvt.rn.f16x2.f32 puts its first source in the upper half.
+            Output<uint> packed = default;
+            Input<float> upper = high, lower = low;
+            CudaAsm.EmitRef("cvt.rn.f16x2.f32 %0, %1, %2;", ref packed, ref upper, ref lower);
+            return packed.Value;
+        }
+
+        return FromFloat(low) | ((uint)FromFloat(high) << 16);
+    }
+
+    /// <inheritdoc/>
     /// <remarks>ILGPU takes inline PTX only as a string literal at the call, so each type spells its instruction.</remarks>
     public void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1) =>
         CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};", ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
@@ -84,6 +99,21 @@ public readonly struct Fp16 : IElement<ushort>, IMmaElement
 /// <summary>bf16 carried as raw bits: the top half of an fp32, rounded to nearest even.</summary>
 public readonly struct Bf16 : IElement<ushort>, IMmaElement
 {
+    /// <inheritdoc/>
+    public uint Pack(float low, float high)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            // cvt.rn.bf16x2.f32 puts its first source in the upper half.
+            Output<uint> packed = default;
+            Input<float> upper = high, lower = low;
+            CudaAsm.EmitRef("cvt.rn.bf16x2.f32 %0, %1, %2;", ref packed, ref upper, ref lower);
+            return packed.Value;
+        }
+
+        return FromFloat(low) | ((uint)FromFloat(high) << 16);
+    }
+
     /// <inheritdoc/>
     /// <remarks>ILGPU takes inline PTX only as a string literal at the call, so each type spells its instruction.</remarks>
     public void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1) =>

@@ -14,4 +14,7 @@ public interface IMmaElement
     /// into fresh locals per call left a 80-byte local-memory depot that ptxas kept, and the traffic saturated L2 (ncu).
     /// </remarks>
     void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1);
+
+    /// <summary>Rounds two fp32 values to this type and packs them, the first in the low half (one <c>cvt</c> on CUDA).</summary>
+    uint Pack(float low, float high);
 }

@@ -11,9 +11,6 @@ internal static class TensorCore
     /// <summary>Two 16-bit elements in one register, the first in the low half.</summary>
     public static uint Pack(ushort low, ushort high) => low | ((uint)high << 16);
 
-    /// <summary>Two fp32 values rounded to the 16-bit type and packed.</summary>
-    public static uint Pack<TElement>(TElement element, float low, float high)
-        where TElement : struct, IElement<ushort> => Pack(element.FromFloat(low), element.FromFloat(high));
 
     /// <summary>Sum over 16 steps of <c>x[xi + s * xStep] * y[yi + s * yStep]</c> in fp32: the CPU twin of one mma k-step.</summary>
     public static float Dot16<TElement>(TElement element, ArrayView<ushort> x, long xi, long xStep, ArrayView<ushort> y, long yi, long yStep)
