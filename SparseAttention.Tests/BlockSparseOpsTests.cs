@@ -26,6 +26,22 @@ public abstract class BlockSparseOpsTests<T>
     }
 
     [TestMethod]
+    [DataRow(TestDevices.Cpu, 48)]
+    [DataRow(TestDevices.Cpu, 64)]
+    [DataRow(TestDevices.Cpu, 80)]
+    [DataRow(TestDevices.Cpu, 96)]
+    [DataRow(TestDevices.Cpu, 112)]
+    [DataRow(TestDevices.Cpu, 128)]
+    [DataRow(TestDevices.Cuda, 48)]
+    [DataRow(TestDevices.Cuda, 80)]
+    [DataRow(TestDevices.Cuda, 112)]
+    public void EveryOpAtEveryHeadDim(string device, int headDim)
+    {
+        // Head dims 16 and 32 run in the tests above; each other multiple of 16 up to 128 at one small shape here.
+        RunAllOps(device, BlockLayout.All(32, 16, 1), batch: 1, headDim: headDim);
+    }
+
+    [TestMethod]
     [DataRow(TestDevices.Cpu, "per-head")]
     [DataRow(TestDevices.Cpu, "empty row and column")]
     [DataRow(TestDevices.Cpu, "awkward heads and batch")]
