@@ -42,6 +42,7 @@ internal sealed class CommandLine
                    SparseAttention.Cli layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
                                               [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
                    SparseAttention.Cli bench [--section all|ops|attention|recompute]   GPU benchmark (CUDA device events)
+                   SparseAttention.Cli ptx [--out folder]                 every kernel's PTX, compiled without a GPU
             """);
         return 2;
     }

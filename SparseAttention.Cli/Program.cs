@@ -9,6 +9,7 @@ try
         "demo" => DemoCommand.Run(arguments),
         "layout" => LayoutCommand.Run(arguments),
         "bench" => BenchCommand.Run(arguments),
+        "ptx" => PtxCommand.Run(arguments),
         _ => CommandLine.Usage($"unknown command '{arguments.Command}'"),
     };
 }

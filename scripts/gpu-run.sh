@@ -2,7 +2,8 @@
 # One build-check-time cycle on a GPU machine without the .NET SDK (the device tool's machine).
 # Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh) and bundle/peers.py; writes logs to $OUT.
 # Steps: all CUDA tests; the demo; compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
-# then peers.py on the same card. Usage: scripts/gpu-run.sh [tests|sanitize|bench|all]...
+# then peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
+# Usage: scripts/gpu-run.sh [ptx|tests|sanitize|bench|all]...
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/sa && tar -C /tmp/sa -xzf bundle/sparse-attention.tar.gz
@@ -12,6 +13,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 steps=${*:-all}
 has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
 
+if has ptx; then
+  "$app/SparseAttention.Cli" ptx --out /tmp/ptx >/dev/null
+  for f in /tmp/ptx/*.ptx; do echo "$(basename "$f"): $(ptxas -arch=sm_90 -v "$f" -o /tmp/k.cubin 2>&1 | grep -oE 'Used [0-9]+ registers|[0-9]+ bytes stack frame' | tr '\n' ' ')"; done | tee "$OUT/ptxas.txt"
+fi
 if has tests; then
   timeout 300 "$app/SparseAttention.Tests" --timeout 280s >"$OUT/tests.log" 2>&1; echo "tests exit $?"
   grep -E "^failed |exceeds|total:|failed:|succeeded:|skipped:" "$OUT/tests.log" | head -40
