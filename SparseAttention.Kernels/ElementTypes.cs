@@ -40,7 +40,7 @@ public readonly struct Fp16 : IElement<ushort>, IMmaElement
             return packed.Value;
         }
 
-        return FromFloat(low) | ((uint)FromFloat(high) << 16);
+        return Round(low) | ((uint)Round(high) << 16);
     }
 
     /// <inheritdoc/>
@@ -52,8 +52,17 @@ public readonly struct Fp16 : IElement<ushort>, IMmaElement
     public float ToFloat(ushort value) => (float)Interop.IntAsFloat(value);
 
     /// <inheritdoc/>
-    /// <remarks>Integer rounding rather than ILGPU.Half's conversion, which truncates on the CPU accelerator.</remarks>
+    /// <remarks>
+    /// One hardware <c>cvt</c> on CUDA; elsewhere integer rounding rather than ILGPU.Half's conversion, which truncates
+    /// on the CPU accelerator.
+    /// </remarks>
     public ushort FromFloat(float value)
+    {
+        return CudaAsm.IsSupported ? (ushort)(Pack(value, 0f) & 0xFFFFu) : Round(value);
+    }
+
+    // Round to nearest even in integer arithmetic; kept apart from FromFloat and Pack so neither calls the other.
+    private static ushort Round(float value)
     {
         var bits = Interop.FloatAsInt(value);
         var sign = (bits >> 16) & 0x8000u;
@@ -111,7 +120,7 @@ public readonly struct Bf16 : IElement<ushort>, IMmaElement
             return packed.Value;
         }
 
-        return FromFloat(low) | ((uint)FromFloat(high) << 16);
+        return Round(low) | ((uint)Round(high) << 16);
     }
 
     /// <inheritdoc/>
@@ -124,6 +133,12 @@ public readonly struct Bf16 : IElement<ushort>, IMmaElement
 
     /// <inheritdoc/>
     public ushort FromFloat(float value)
+    {
+        return CudaAsm.IsSupported ? (ushort)(Pack(value, 0f) & 0xFFFFu) : Round(value);
+    }
+
+    // Round to nearest even in integer arithmetic; kept apart from FromFloat and Pack so neither calls the other.
+    private static ushort Round(float value)
     {
         var bits = Interop.FloatAsInt(value);
         if ((bits & 0x7FFFFFFFu) > 0x7F800000u)
