@@ -62,3 +62,24 @@ public sealed class TensorTests
         CollectionAssert.AreEqual(values, back.ToArray());
     }
 }
+
+[TestClass]
+public sealed class MemoryCacheTests
+{
+    [TestMethod]
+    public void ReleasedBuffersAreReusedAndCountedOnlyWhileInUse()
+    {
+        using var device = SparseAttention.Accelerators.ComputeDevice.CreateCpu();
+        var first = DeviceTensor<float>.Allocate(device, 1000);
+        var view = first.View;
+        Assert.AreEqual(4000, device.AllocatedBytes);
+        first.Dispose();
+        Assert.AreEqual(0, device.AllocatedBytes);
+        Assert.AreEqual(4000, device.CachedBytes);
+        using var second = DeviceTensor<float>.Allocate(device, 1000);
+        Assert.AreEqual(view.BaseView.LoadEffectiveAddressAsPtr(), second.View.BaseView.LoadEffectiveAddressAsPtr(), "same buffer reused");
+        using var other = DeviceTensor<float>.Allocate(device, 999);
+        Assert.AreEqual(0, device.CachedBytes);
+        device.ReleaseCachedMemory();
+    }
+}

@@ -17,6 +17,7 @@ public sealed class ComputeDevice : IDisposable
     private readonly Context context;
     private readonly Accelerator accelerator;
     private readonly ConcurrentDictionary<BlockSparsePlan, DevicePlan> plans = new();
+    private readonly ConcurrentDictionary<(Type Element, long Length), ConcurrentBag<MemoryBuffer>> cached = new();
     private long allocatedBytes;
     private long peakBytes;
     private bool disposed;
@@ -118,18 +119,54 @@ public sealed class ComputeDevice : IDisposable
             plan.Dispose();
         }
 
+        ReleaseCachedMemory();
         disposed = true;
         accelerator.Dispose();
         context.Dispose();
     }
 
-    /// <summary>Allocates <paramref name="length"/> elements and counts them towards the peak.</summary>
+    /// <summary>Bytes of released tensor buffers kept for reuse (not counted in <see cref="AllocatedBytes"/>).</summary>
+    public long CachedBytes => cached.Values.Sum(bag => bag.Sum(buffer => buffer.LengthInBytes));
+
+    /// <summary>Frees the buffers kept for reuse.</summary>
+    public void ReleaseCachedMemory()
+    {
+        foreach (var bag in cached.Values)
+        {
+            while (bag.TryTake(out var buffer))
+            {
+                buffer.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A buffer of <paramref name="length"/> elements, counted towards the peak: a released one of the same type and
+    /// length when there is one. Freeing device memory synchronizes the whole device, so the library keeps released
+    /// tensor buffers, like PyTorch's caching allocator; kernels run in stream order, so reuse is safe.
+    /// </summary>
     internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length)
         where T : unmanaged
     {
-        var buffer = Accelerator.Allocate1D<T>(length);
+        var buffer = cached.TryGetValue((typeof(T), length), out var bag) && bag.TryTake(out var reused)
+            ? (MemoryBuffer1D<T, Stride1D.Dense>)reused
+            : Accelerator.Allocate1D<T>(length);
         Track(buffer.LengthInBytes);
         return buffer;
+    }
+
+    /// <summary>Takes back a buffer from <see cref="Allocate{T}"/> for reuse.</summary>
+    internal void Release<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer)
+        where T : unmanaged
+    {
+        Track(-buffer.LengthInBytes);
+        if (disposed)
+        {
+            buffer.Dispose();
+            return;
+        }
+
+        cached.GetOrAdd((typeof(T), buffer.Length), _ => []).Add(buffer);
     }
 
     /// <summary>Records <paramref name="bytes"/> allocated (positive) or released (negative).</summary>

@@ -139,7 +139,7 @@ public sealed class DeviceTensor<T> : IDisposable
         CopyFrom(data);
     }
 
-    /// <summary>Releases an owned buffer; a borrowed view is left alone.</summary>
+    /// <summary>Gives an owned buffer back to its device for reuse; a borrowed view is left alone.</summary>
     public void Dispose()
     {
         if (disposed)
@@ -150,8 +150,7 @@ public sealed class DeviceTensor<T> : IDisposable
         disposed = true;
         if (owned is not null)
         {
-            Device.Track(-owned.LengthInBytes);
-            owned.Dispose();
+            Device.Release(owned);
         }
     }
 
