@@ -12,7 +12,7 @@ public static partial class DsdKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var warpTiles = p.Dims.Ctx / 16 * (p.Dims.HeadDim / 16);
+        var warpTiles = DsdWarpTile.Count(p.Dims);
         var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
         KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
     }
@@ -31,9 +31,8 @@ public static partial class DsdKernels
             return;
         }
 
-        int n = tile.N, h = tile.H, lh = tile.LayoutHead, g = tile.G, t = tile.T, d0 = tile.D0, rowInBlock = tile.RowInBlock;
-        var entries = transposed ? plan.ColumnBlocks : plan.RowBlocks;
-        var tokenStep = (long)dims.Heads * dims.HeadDim;
+        int g = tile.G, t = tile.T;
+        var tokenStep = tile.TokenStep;
 
         // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
         long aRowStep = tile.ARowStep, aColumnStep = tile.AColumnStep;
@@ -41,11 +40,11 @@ public static partial class DsdKernels
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
         for (var entry = tile.Start; entry < tile.End; entry++)
         {
-            var block = entries[entry];
-            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
-            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
-            var aFirst = blockBase + (rowInBlock + g) * aRowStep + 2 * t * aColumnStep;
-            var denseFirst = dims.Index(n, other * bs + 2 * t, h, d0 + g);
+            var block = tile.Block(entry);
+            var aRow = tile.WeightIndex(block);
+            var aFirst = aRow + 2 * t * aColumnStep;
+            var denseFirst = tile.DenseIndex(block, 2 * t, tile.D0 + g);
+            var columnFirst = tile.DenseIndex(block, 0, tile.D0 + 2 * t);
             for (var kk = 0; kk < bs; kk += 16)
             {
                 var a = aFirst + kk * aColumnStep;
@@ -77,9 +76,9 @@ public static partial class DsdKernels
                 }
                 else
                 {
-                    var rowG = blockBase + (rowInBlock + g) * aRowStep + kk * aColumnStep;
+                    var rowG = aRow + kk * aColumnStep;
                     var rowG8 = rowG + 8 * aRowStep;
-                    var column = dims.Index(n, other * bs + kk, h, d0 + 2 * t);
+                    var column = columnFirst + kk * tokenStep;
                     c00.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
                     c01.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
                     c02.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);

@@ -11,7 +11,7 @@ public static partial class DsdKernels
     public static void LaunchTf32(Accelerator accelerator, in DsdParams<float> p)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var warpTiles = p.Dims.Ctx / 16 * (p.Dims.HeadDim / 16);
+        var warpTiles = DsdWarpTile.Count(p.Dims);
         var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
         KernelCache.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
     }
@@ -28,29 +28,30 @@ public static partial class DsdKernels
             return;
         }
 
-        int n = tile.N, h = tile.H, lh = tile.LayoutHead, g = tile.G, t = tile.T, d0 = tile.D0, rowInBlock = tile.RowInBlock;
-        var entries = transposed ? plan.ColumnBlocks : plan.RowBlocks;
-        var tokenStep = (long)dims.Heads * dims.HeadDim;
-        long aRowStep = tile.ARowStep, aColumnStep = tile.AColumnStep;
+        int g = tile.G, t = tile.T;
+        var tokenStep = tile.TokenStep;
 
+        // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
+        long aRowStep = tile.ARowStep, aColumnStep = tile.AColumnStep;
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
         for (var entry = tile.Start; entry < tile.End; entry++)
         {
-            var block = entries[entry];
-            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
-            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            var block = tile.Block(entry);
+            var aRow = tile.WeightIndex(block);
+            var denseFirst = tile.DenseIndex(block, t, tile.D0 + g);
+            var columnFirst = tile.DenseIndex(block, 0, tile.D0 + 2 * t);
             for (var kk = 0; kk < bs; kk += 8)
             {
                 if (CudaAsm.IsSupported)
                 {
                     // A[m][k]: rows g, g+8 and columns t, t+4 of this 16x8 step.
-                    var a = blockBase + (rowInBlock + g) * aRowStep + (kk + t) * aColumnStep;
+                    var a = aRow + (kk + t) * aColumnStep;
                     a0 = Tf32.Bits(p.Weights[a]);
                     a1 = Tf32.Bits(p.Weights[a + 8 * aRowStep]);
                     a2 = Tf32.Bits(p.Weights[a + 4 * aColumnStep]);
                     a3 = Tf32.Bits(p.Weights[a + 8 * aRowStep + 4 * aColumnStep]);
-                    var dense = dims.Index(n, other * bs + kk + t, h, d0 + g);
+                    var dense = denseFirst + kk * tokenStep;
                     b0 = Tf32.Bits(p.Dense[dense]);
                     b1 = Tf32.Bits(p.Dense[dense + 4 * tokenStep]);
                     Tf32.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
@@ -60,9 +61,9 @@ public static partial class DsdKernels
                 }
                 else
                 {
-                    var rowG = blockBase + (rowInBlock + g) * aRowStep + kk * aColumnStep;
+                    var rowG = aRow + kk * aColumnStep;
                     var rowG8 = rowG + 8 * aRowStep;
-                    var column = dims.Index(n, other * bs + kk, h, d0 + 2 * t);
+                    var column = columnFirst + kk * tokenStep;
                     c00.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
                     c01.Value += Tf32.Dot8(p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
                     c02.Value += Tf32.Dot8(p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);

@@ -12,8 +12,7 @@ public static partial class SddKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var tilesPerBlock = p.Plan.BlockSize / 16;
-        var warpTiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        var warpTiles = SddWarpTile.Count(p.Plan);
         var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
         if (warpTiles == 0)
         {

@@ -11,8 +11,7 @@ public static partial class SddKernels
     public static void LaunchTf32(Accelerator accelerator, in SddParams<float> p)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var tilesPerBlock = p.Plan.BlockSize / 16;
-        var warpTiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        var warpTiles = SddWarpTile.Count(p.Plan);
         if (warpTiles == 0)
         {
             return;

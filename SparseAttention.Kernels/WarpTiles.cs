@@ -12,7 +12,7 @@ internal readonly struct SddWarpTile
     {
         var tilesPerBlock = plan.BlockSize / 16;
         var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
-        IsActive = warpTile < plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        IsActive = warpTile < Count(plan);
         var lane = Group.IdxX % 32;
         G = lane / 4;
         T = lane % 4;
@@ -54,6 +54,9 @@ internal readonly struct SddWarpTile
 
     /// <summary>Weight index of this lane's first output (g, 2t).</summary>
     public long OutputIndex { get; }
+
+    /// <summary>Warp tiles of one (sequence, head): 16x16 tiles of every enabled block.</summary>
+    public static int Count(in PlanTables plan) => plan.BlocksPerHead * (plan.BlockSize / 16) * (plan.BlockSize / 16);
 }
 
 /// <summary>
@@ -62,11 +65,19 @@ internal readonly struct SddWarpTile
 /// </summary>
 internal readonly struct DsdWarpTile
 {
+    private readonly PlanTables plan;
+    private readonly Dims dims;
+    private readonly bool transposed;
+
     public DsdWarpTile(in PlanTables plan, in Dims dims, bool transposed)
     {
+        this.plan = plan;
+        this.dims = dims;
+        this.transposed = transposed;
+        TokenStep = (long)dims.Heads * dims.HeadDim;
         var featureTiles = dims.HeadDim / 16;
         var warpTile = Grid.IdxX * TensorCore.WarpsPerGroup + Group.IdxX / 32;
-        IsActive = warpTile < dims.Ctx / 16 * featureTiles;
+        IsActive = warpTile < Count(dims);
         var lane = Group.IdxX % 32;
         G = lane / 4;
         T = lane % 4;
@@ -123,4 +134,24 @@ internal readonly struct DsdWarpTile
 
     /// <summary>Weight index step between columns of A.</summary>
     public long AColumnStep { get; }
+
+    /// <summary>Dense index step between consecutive tokens.</summary>
+    public long TokenStep { get; }
+
+    /// <summary>Warp tiles of one (sequence, head): 16 rows by 16 features over the whole sequence.</summary>
+    public static int Count(in Dims dims) => dims.Ctx / 16 * (dims.HeadDim / 16);
+
+    /// <summary>Block number of LUT entry <paramref name="entry"/>.</summary>
+    public int Block(int entry) => transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
+
+    /// <summary>Weight index of this lane's A element (g, 2t) of block <paramref name="block"/> at k = 0.</summary>
+    public long WeightIndex(int block) =>
+        (((long)N * dims.Heads + H) * plan.BlocksPerHead + block) * plan.BlockSize * plan.BlockSize + (RowInBlock + G) * ARowStep;
+
+    /// <summary>Dense index of token <paramref name="tokenInBlock"/> of the block paired with <paramref name="block"/>, feature <paramref name="feature"/>.</summary>
+    public long DenseIndex(int block, int tokenInBlock, int feature)
+    {
+        var other = transposed ? plan.BlockRows[LayoutHead * plan.BlocksPerHead + block] : plan.BlockColumns[LayoutHead * plan.BlocksPerHead + block];
+        return dims.Index(N, other * plan.BlockSize + tokenInBlock, H, feature);
+    }
 }
