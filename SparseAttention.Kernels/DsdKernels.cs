@@ -25,6 +25,12 @@ public readonly struct DsdParams<T>
     /// <summary>Dense result, same shape as <see cref="Dense"/>; every element is written.</summary>
     public ArrayView<T> Output { get; init; }
 
+    /// <summary>SIMT kernel only: when <see cref="WeightsAreBf16"/> is 1, the weights are read from here as bf16 bits.</summary>
+    public ArrayView<ushort> WeightsBf16 { get; init; }
+
+    /// <summary>1 when the weights are stored in bf16 whatever <typeparamref name="T"/> is.</summary>
+    public int WeightsAreBf16 { get; init; }
+
     /// <summary>16-bit types only: <see cref="Weights"/> as packed pairs, for tensor-core fragment loads.</summary>
     public ArrayView<uint> WeightPairs { get; init; }
 
@@ -89,7 +95,7 @@ public static partial class DsdKernels
                 var weightIndex = transposed
                     ? blockBase + (k0 + ty) * bs + rowInBlock + tx
                     : blockBase + (rowInBlock + ty) * bs + k0 + tx;
-                weightTile[ty * (Tile + 1) + tx] = element.ToFloat(p.Weights[weightIndex]);
+                weightTile[ty * (Tile + 1) + tx] = p.WeightsAreBf16 != 0 ? default(Bf16).ToFloat(p.WeightsBf16[weightIndex]) : element.ToFloat(p.Weights[weightIndex]);
                 denseTile[ty * (Tile + 1) + tx] = element.ToFloat(p.Dense[dims.Index(n, other * bs + k0 + ty, h, d0 + tx)]);
                 Group.Barrier();
                 for (var e = 0; e < Tile; e++)

@@ -6,7 +6,7 @@ namespace SparseAttention.Kernels;
 // SDD (query-key, "nt"): W[n,h,b] = A[n, rows of block i, h] . B[n, rows of block j, h]^T for every enabled block b = (i, j).
 // Versions:
 //   v1  16x16 output tile per 256-thread group, head dim staged through shared memory 16 at a time, fp32 FMA.
-//       Plain C#, so the CPU accelerator runs the very same code. Still the fp32 path.
+//       Plain C#, so the CPU accelerator runs the very same code. Still the fp32 path, optionally storing bf16 weights.
 //   v2  fp16/bf16: tensor cores (mma.sync m16n8k16, fp32 accumulate) in SddKernels.TensorCore.cs; one warp per 16x16
 //       output tile, fragments loaded straight from global memory as packed pairs; no shared memory, no barriers.
 
@@ -23,6 +23,12 @@ public readonly struct SddParams<T>
 
     /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c>.</summary>
     public ArrayView<T> Output { get; init; }
+
+    /// <summary>SIMT kernel only: when <see cref="WeightsAreBf16"/> is 1, the result goes here as bf16 bits instead.</summary>
+    public ArrayView<ushort> OutputBf16 { get; init; }
+
+    /// <summary>1 to store the weights in bf16 whatever <typeparamref name="T"/> is (the original kept its logits in bf16).</summary>
+    public int WeightsAreBf16 { get; init; }
 
     /// <summary>16-bit types only: <see cref="Left"/> as packed pairs, for tensor-core fragment loads.</summary>
     public ArrayView<uint> LeftPairs { get; init; }
@@ -95,7 +101,14 @@ public static partial class SddKernels
             Group.Barrier();
         }
 
-        var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
-        p.Output[blockBase + (tileRow * Tile + ty) * bs + tileColumn * Tile + tx] = element.FromFloat(acc);
+        var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (tileRow * Tile + ty) * bs + tileColumn * Tile + tx;
+        if (p.WeightsAreBf16 != 0)
+        {
+            p.OutputBf16[output] = default(Bf16).FromFloat(acc);
+        }
+        else
+        {
+            p.Output[output] = element.FromFloat(acc);
+        }
     }
 }

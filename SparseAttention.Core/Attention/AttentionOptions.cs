@@ -15,6 +15,9 @@ public sealed record AttentionOptions
     /// <summary>fp32 inputs only: run the matrix products on TF32 tensor cores (like PyTorch's <c>allow_tf32</c>); off by default.</summary>
     public bool AllowTf32 { get; init; }
 
+    /// <summary>fp32 inputs only: keep the block-sparse scores and probabilities in bf16, halving their memory (the original kept its logits in bf16).</summary>
+    public bool BFloat16Scores { get; init; }
+
     /// <summary>The defaults.</summary>
     public static AttentionOptions Default { get; } = new();
 }

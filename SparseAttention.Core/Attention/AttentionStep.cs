@@ -4,22 +4,26 @@ using SparseAttention.Tensors;
 
 namespace SparseAttention.Attention;
 
-/// <summary>The unfused attention of one plan: probabilities by SDD + masked softmax, and the backward through all three ops.</summary>
-internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch, bool allowTf32)
+/// <summary>
+/// The unfused attention of one plan: probabilities by SDD + masked softmax, and the backward through all three ops.
+/// Block-sparse intermediates are stored as <typeparamref name="TWeight"/>: the input type, or bf16 for fp32 inputs.
+/// </summary>
+internal sealed class AttentionStep<T, TWeight>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch, bool allowTf32)
     where T : unmanaged
+    where TWeight : unmanaged
 {
     /// <summary><c>P = softmax(mask(q . k^T) * scale)</c> as block-sparse weights.</summary>
-    public DeviceTensor<T> Probabilities(DeviceTensor<T> q, DeviceTensor<T> k)
+    public DeviceTensor<TWeight> Probabilities(DeviceTensor<T> q, DeviceTensor<T> k)
     {
         // The softmax overwrites the scores in place: each row's warp reads an element before writing it.
-        var weights = BlockSparseOps.AllocateWeights<T>(q.Device, plan, batch);
+        var weights = BlockSparseOps.AllocateWeights<TWeight>(q.Device, plan, batch);
         BlockSparseOps.QueryKey(q, k, plan, weights, allowTf32);
         BlockSparseOps.Softmax(weights, plan, weights, scale, useMask: true, autoregressAtKey);
         return weights;
     }
 
     /// <summary>Gradients of q, k, v; recomputes P when <paramref name="saved"/> is null (the recompute scope).</summary>
-    public DeviceTensor<T>[] Backward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T>? saved, DeviceTensor<T> outputGrad)
+    public DeviceTensor<T>[] Backward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<TWeight>? saved, DeviceTensor<T> outputGrad)
     {
         var probabilities = saved ?? Probabilities(q, k);
         try
@@ -28,7 +32,7 @@ internal sealed class AttentionStep<T>(BlockSparsePlan plan, float scale, int? a
             BlockSparseOps.WeightValueTransposed(probabilities, outputGrad, plan, dv, allowTf32);
 
             // dP = dO . V^T on the enabled blocks; the softmax gradient then overwrites it in place with dS.
-            using var scoresGrad = BlockSparseOps.AllocateWeights<T>(q.Device, plan, batch);
+            using var scoresGrad = BlockSparseOps.AllocateWeights<TWeight>(q.Device, plan, batch);
             BlockSparseOps.QueryKey(outputGrad, v, plan, scoresGrad, allowTf32);
             BlockSparseOps.SoftmaxGrad(probabilities, scoresGrad, plan, scoresGrad, scale);
 

@@ -98,8 +98,30 @@ public static class BlockSparseAttention
         BlockSparseOps.CheckDense(plan, q, nameof(q), k, nameof(k));
         BlockSparseOps.CheckDense(plan, q, nameof(q), v, nameof(v));
         CheckAutoregress(options, plan.Ctx);
+        if (!options.BFloat16Scores)
+        {
+            return RunWith<T, T>(q, k, v, plan, options, tape);
+        }
+
+        if (typeof(T) != typeof(float))
+        {
+            Guard.Throw(nameof(options), $"BFloat16Scores is for float inputs; {typeof(T).Name} inputs keep scores in {typeof(T).Name}");
+        }
+
+        if (options.AllowTf32)
+        {
+            Guard.Throw(nameof(options), "BFloat16Scores runs on the fp32 FMA path: it cannot be combined with AllowTf32");
+        }
+
+        return RunWith<T, BFloat16>(q, k, v, plan, options, tape);
+    }
+
+    private static DeviceTensor<T> RunWith<T, TWeight>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, AttentionOptions options, Tape? tape)
+        where T : unmanaged
+        where TWeight : unmanaged
+    {
         var headDim = q.Shape[2] / plan.Heads;
-        var step = new AttentionStep<T>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
+        var step = new AttentionStep<T, TWeight>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
         var probabilities = step.Probabilities(q, k);
         var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
         BlockSparseOps.WeightValue(probabilities, v, plan, output, options.AllowTf32);
@@ -109,7 +131,7 @@ public static class BlockSparseAttention
             return output;
         }
 
-        DeviceTensor<T>? saved = probabilities;
+        DeviceTensor<TWeight>? saved = probabilities;
         if (options.Recompute)
         {
             probabilities.Dispose();

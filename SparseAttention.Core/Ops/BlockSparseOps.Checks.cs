@@ -53,8 +53,8 @@ public static partial class BlockSparseOps
         return new Dims { Batch = batch, Ctx = ctx, Heads = plan.Heads, HeadDim = headDim };
     }
 
-    internal static void CheckWeights<T>(BlockSparsePlan plan, Dims dims, ComputeDevice device, DeviceTensor<T> weights, string name)
-        where T : unmanaged
+    internal static void CheckWeights<TWeight>(BlockSparsePlan plan, Dims dims, ComputeDevice device, DeviceTensor<TWeight> weights, string name)
+        where TWeight : unmanaged
     {
         ArgumentNullException.ThrowIfNull(weights, name);
         int[] expected = [dims.Batch, plan.Heads, plan.BlocksPerHead, plan.BlockSize, plan.BlockSize];

@@ -16,37 +16,41 @@ public static partial class BlockSparseOps
     /// <param name="left">Queries (or output gradients).</param>
     /// <param name="right">Keys (or values).</param>
     /// <param name="plan">The layout's plan.</param>
-    /// <param name="weights">Destination <c>[batch, heads, blocks, block, block]</c>.</param>
+    /// <param name="weights">Destination <c>[batch, heads, blocks, block, block]</c>: of <typeparamref name="T"/>, or BFloat16 for float inputs.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores (faster, about 1e-3 relative error) instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void QueryKey<T>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<T> weights, bool allowTf32 = false)
+    public static void QueryKey<T, TWeight>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<TWeight> weights, bool allowTf32 = false)
         where T : unmanaged
+        where TWeight : unmanaged
     {
         var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
+        var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
         var tables = left.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, SddAction<T>>(new(left, right, weights, dims, tables, allowTf32));
+        ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, tables, allowTf32));
     }
 
     /// <summary>DSD (<c>nn</c>): <c>output[block row i] = sum over b = (i, j) of weights[b] . dense[block j]</c>.</summary>
-    /// <param name="weights">Block-sparse weights.</param>
+    /// <param name="weights">Block-sparse weights: of <typeparamref name="T"/>, or BFloat16 for float inputs.</param>
     /// <param name="dense">Values (or keys, for a gradient).</param>
     /// <param name="plan">The layout's plan.</param>
     /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void WeightValue<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
-        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: false, allowTf32);
+    public static void WeightValue<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
+        where T : unmanaged
+        where TWeight : unmanaged => Dsd(weights, dense, plan, output, transposed: false, allowTf32);
 
     /// <summary>Transposed DSD (<c>tn</c>): <c>output[block column j] = sum over b = (i, j) of weights[b]^T . dense[block i]</c>.</summary>
-    /// <param name="weights">Block-sparse weights.</param>
+    /// <param name="weights">Block-sparse weights: of <typeparamref name="T"/>, or BFloat16 for float inputs.</param>
     /// <param name="dense">The dense operand.</param>
     /// <param name="plan">The layout's plan.</param>
     /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
     /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
-    public static void WeightValueTransposed<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
-        where T : unmanaged => Dsd(weights, dense, plan, output, transposed: true, allowTf32);
+    public static void WeightValueTransposed<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
+        where T : unmanaged
+        where TWeight : unmanaged => Dsd(weights, dense, plan, output, transposed: true, allowTf32);
 
     /// <summary>
     /// Softmax over each query row's enabled blocks of <c>scores * scale</c>; with <paramref name="useMask"/> only
@@ -93,12 +97,35 @@ public static partial class BlockSparseOps
         return DeviceTensor<T>.Allocate(device, batch, plan.Heads, plan.BlocksPerHead, plan.BlockSize, plan.BlockSize);
     }
 
-    private static void Dsd<T>(DeviceTensor<T> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool transposed, bool allowTf32)
+    private static void Dsd<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool transposed, bool allowTf32)
         where T : unmanaged
+        where TWeight : unmanaged
     {
         var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
+        var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
         var tables = dense.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, DsdAction<T>>(new(weights, dense, output, dims, tables, transposed ? 1 : 0, allowTf32));
+        ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, tables, transposed ? 1 : 0, allowTf32));
+    }
+
+    // Weights are stored in the input type, or in bf16 for fp32 inputs (the original kept its logits in bf16).
+    private static bool UsesBf16Weights<T, TWeight>(bool allowTf32)
+    {
+        if (typeof(TWeight) == typeof(T))
+        {
+            return false;
+        }
+
+        if (typeof(T) != typeof(float) || typeof(TWeight) != typeof(BFloat16))
+        {
+            Guard.Throw("weights", $"weights of {typeof(TWeight).Name} do not fit inputs of {typeof(T).Name}: use {typeof(T).Name}, or BFloat16 for float inputs");
+        }
+
+        if (allowTf32)
+        {
+            Guard.Throw(nameof(allowTf32), "allowTf32 needs float weights: BFloat16 weights run on the fp32 FMA path");
+        }
+
+        return true;
     }
 }

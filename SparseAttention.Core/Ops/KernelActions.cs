@@ -4,8 +4,8 @@ using static SparseAttention.Ops.ElementDispatch;
 
 namespace SparseAttention.Ops;
 
-/// <summary>SDD launch, specialised per element type.</summary>
-internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, bool AllowTf32) : IElementAction
+/// <summary>SDD launch, specialised per element type; <paramref name="OutputBf16"/> replaces <paramref name="Output"/> for bf16 weights.</summary>
+internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T>? Output, DeviceTensor<BFloat16>? OutputBf16, Dims Dims, PlanTables Tables, bool AllowTf32) : IElementAction
     where T : unmanaged
 {
     public void Run<TS, TE>()
@@ -14,24 +14,28 @@ internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<
     {
         if (AllowTf32 && typeof(TS) == typeof(float))
         {
-            SddKernels.LaunchTf32(Left.Device.Accelerator, new SddParams<float> { Left = As<T, float>(Left), Right = As<T, float>(Right), Output = As<T, float>(Output), Dims = Dims, Plan = Tables });
+            SddKernels.LaunchTf32(Left.Device.Accelerator, new SddParams<float> { Left = As<T, float>(Left), Right = As<T, float>(Right), Output = As<T, float>(Output!), Dims = Dims, Plan = Tables });
             return;
         }
 
-        SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables });
+        SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS>
+        {
+            Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = Output is null ? default : As<T, TS>(Output),
+            OutputBf16 = OutputBf16 is null ? default : As<BFloat16, ushort>(OutputBf16), WeightsAreBf16 = OutputBf16 is null ? 0 : 1, Dims = Dims, Plan = Tables,
+        });
     }
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>
         SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddParams<ushort>
         {
-            Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output),
-            LeftPairs = As<T, uint>(Left), RightPairs = As<T, uint>(Right), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables,
+            Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output!),
+            LeftPairs = As<T, uint>(Left), RightPairs = As<T, uint>(Right), OutputPairs = As<T, uint>(Output!), Dims = Dims, Plan = Tables,
         });
 }
 
-/// <summary>DSD launch (plain or transposed), specialised per element type.</summary>
-internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed, bool AllowTf32) : IElementAction
+/// <summary>DSD launch (plain or transposed), specialised per element type; <paramref name="WeightsBf16"/> replaces <paramref name="Weights"/> for bf16 weights.</summary>
+internal readonly record struct DsdAction<T>(DeviceTensor<T>? Weights, DeviceTensor<BFloat16>? WeightsBf16, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed, bool AllowTf32) : IElementAction
     where T : unmanaged
 {
     public void Run<TS, TE>()
@@ -40,19 +44,23 @@ internal readonly record struct DsdAction<T>(DeviceTensor<T> Weights, DeviceTens
     {
         if (AllowTf32 && typeof(TS) == typeof(float))
         {
-            DsdKernels.LaunchTf32(Dense.Device.Accelerator, new DsdParams<float> { Weights = As<T, float>(Weights), Dense = As<T, float>(Dense), Output = As<T, float>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+            DsdKernels.LaunchTf32(Dense.Device.Accelerator, new DsdParams<float> { Weights = As<T, float>(Weights!), Dense = As<T, float>(Dense), Output = As<T, float>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
             return;
         }
 
-        DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS> { Weights = As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+        DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS>
+        {
+            Weights = Weights is null ? default : As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output),
+            WeightsBf16 = WeightsBf16 is null ? default : As<BFloat16, ushort>(WeightsBf16), WeightsAreBf16 = WeightsBf16 is null ? 0 : 1, Dims = Dims, Plan = Tables, Transposed = Transposed,
+        });
     }
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>
         DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdParams<ushort>
         {
-            Weights = As<T, ushort>(Weights), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
-            WeightPairs = As<T, uint>(Weights), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
+            Weights = As<T, ushort>(Weights!), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
+            WeightPairs = As<T, uint>(Weights!), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
         });
 }
 
