@@ -138,3 +138,37 @@ public sealed class AttentionFp16Tests : AttentionTests<Half>;
 
 [TestClass]
 public sealed class AttentionBf16Tests : AttentionTests<BFloat16>;
+
+[TestClass]
+public sealed class TapeMemoryTests
+{
+    [TestMethod]
+    public void StridedIntermediatesAreFreedByBackwardAndTapeDisposal()
+    {
+        using var device = SparseAttention.Accelerators.ComputeDevice.CreateCpu();
+        var random = TestData.NewRandom("strided intermediates");
+        var shape = new AttentionShape(1, 64, 1, 16);
+        var (values, _) = TestData.Values<float>(random, shape.Elements);
+        using var x = DeviceTensor<float>.FromSpan(device, values, 1, 64, 16);
+
+        // A first call uploads the plan, which stays on the device for its lifetime.
+        BlockSparseAttention.Compute(x, x, x, 1, AttentionPattern.Strided(4), 16).Dispose();
+        var inputs = device.AllocatedBytes;
+        using (var tape = new Tape())
+        {
+            using var output = BlockSparseAttention.Compute(x, x, x, 1, AttentionPattern.Strided(4), 16, tape: tape);
+            using (tape.Backward(output, x))
+            {
+            }
+
+            Assert.AreEqual(inputs + output.Length * sizeof(float), device.AllocatedBytes, "after backward only the output is left");
+        }
+
+        using (var unused = new Tape())
+        {
+            BlockSparseAttention.Compute(x, x, x, 1, AttentionPattern.Strided(4), 16, tape: unused).Dispose();
+        }
+
+        Assert.AreEqual(inputs, device.AllocatedBytes, "disposing a tape without backward frees what it held");
+    }
+}

@@ -142,11 +142,14 @@ public static class BlockSparseAttention
         return output;
     }
 
+    // On a tape, each permutation owns the intermediate it touches, so the tape frees it once its backward has run
+    // (or when the tape is disposed): the transposed q, k, v (outputs of the forward permutations, read by the attention
+    // backward that runs before theirs) and the transposed attention output (input of the inverse permutation).
     private static DeviceTensor<T> Permute<T>(DeviceTensor<T> input, int stride, bool inverse, Tape? tape)
         where T : unmanaged
     {
         var output = TensorOps.StridedTranspose(input, stride, inverse);
-        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], null));
+        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], inverse ? input : output));
         return output;
     }
 
