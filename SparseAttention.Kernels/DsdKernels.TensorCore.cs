@@ -13,8 +13,7 @@ public static partial class DsdKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = DsdWarpTile.Count(p.Dims);
-        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
-        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void TensorCoreKernel<TElement>(DsdParams<ushort> p)

@@ -12,8 +12,7 @@ public static partial class DsdKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = DsdWarpTile.Count(p.Dims);
-        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
-        KernelCache.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+        KernelCache.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void Tf32Kernel(DsdParams<float> p)

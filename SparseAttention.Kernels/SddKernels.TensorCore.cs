@@ -13,13 +13,12 @@ public static partial class SddKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = SddWarpTile.Count(p.Plan);
-        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
         if (warpTiles == 0)
         {
             return;
         }
 
-        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void TensorCoreKernel<TElement>(SddParams<ushort> p)

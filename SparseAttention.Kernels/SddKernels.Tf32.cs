@@ -17,8 +17,7 @@ public static partial class SddKernels
             return;
         }
 
-        var groups = new Index2D((warpTiles + TensorCore.WarpsPerGroup - 1) / TensorCore.WarpsPerGroup, p.Dims.Batch * p.Dims.Heads);
-        KernelCache.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(32 * TensorCore.WarpsPerGroup, 1)), p);
+        KernelCache.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void Tf32Kernel(SddParams<float> p)

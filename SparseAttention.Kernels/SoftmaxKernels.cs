@@ -152,9 +152,10 @@ public static class SoftmaxKernels
         var dot = 0f;
         for (var entry = row.Start; entry < row.End; entry++)
         {
+            var block = new BlockInRow(row, p.Plan, entry);
             for (var c = lane; c < row.BlockSize; c += WarpSize)
             {
-                var index = row.ElementIndex(entry, c);
+                var index = block.ElementBase + c;
                 dot += element.ToFloat(p.OutputGrad[index]) * element.ToFloat(p.Probabilities[index]);
             }
         }
@@ -162,9 +163,10 @@ public static class SoftmaxKernels
         dot = WarpSum(dot);
         for (var entry = row.Start; entry < row.End; entry++)
         {
+            var block = new BlockInRow(row, p.Plan, entry);
             for (var c = lane; c < row.BlockSize; c += WarpSize)
             {
-                var index = row.ElementIndex(entry, c);
+                var index = block.ElementBase + c;
                 var y = element.ToFloat(p.Probabilities[index]);
                 p.InputGrad[index] = element.FromFloat((element.ToFloat(p.OutputGrad[index]) - dot) * y * p.Scale);
             }
@@ -198,7 +200,7 @@ public static class SoftmaxKernels
             FirstKey = plan.BlockColumns[planBlock] * row.BlockSize;
             IsFull = plan.BlockIsFull[planBlock] != 0;
             MaskBase = (long)planBlock * plan.WordsPerBlock;
-            ElementBase = row.ElementIndex(entry, 0);
+            ElementBase = row.BlockRowStart(entry);
         }
 
         public int FirstKey { get; }
@@ -263,6 +265,6 @@ public static class SoftmaxKernels
 
         public int PlanBlock(int entry) => layoutHead * plan.BlocksPerHead + plan.RowBlocks[entry];
 
-        public long ElementIndex(int entry, int c) => ((headBase + plan.RowBlocks[entry]) * BlockSize + RowInBlock) * BlockSize + c;
+        public long BlockRowStart(int entry) => ((headBase + plan.RowBlocks[entry]) * BlockSize + RowInBlock) * BlockSize;
     }
 }

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 
 namespace SparseAttention.Kernels;
 
@@ -7,6 +8,10 @@ internal static class TensorCore
 {
     /// <summary>Warps per group of the tensor-core kernels; each warp owns one 16x16 output tile.</summary>
     public const int WarpsPerGroup = 4;
+
+    /// <summary>Groups of <see cref="WarpsPerGroup"/> warps covering <paramref name="warpTiles"/> tiles of every (sequence, head).</summary>
+    public static KernelConfig Config(int warpTiles, in Dims dims) =>
+        new(new Index2D((warpTiles + WarpsPerGroup - 1) / WarpsPerGroup, dims.Batch * dims.Heads), new Index2D(32 * WarpsPerGroup, 1));
 
     /// <summary>Two 16-bit elements in one register, the first in the low half.</summary>
     public static uint Pack(ushort low, ushort high) => low | ((uint)high << 16);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using SparseAttention.Autograd;
 using SparseAttention.Layouts;
 using SparseAttention.Ops;
@@ -67,14 +68,9 @@ public static class BlockSparseAttention
         ArgumentNullException.ThrowIfNull(mask);
         var ctx = CheckInputs(q, k, v, heads);
         Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
-        var all = new bool[ctx / DenseBlock, ctx / DenseBlock];
-        foreach (var i in Enumerable.Range(0, all.GetLength(0)))
-        {
-            foreach (var j in Enumerable.Range(0, all.GetLength(1)))
-            {
-                all[i, j] = true;
-            }
-        }
+        var blocks = ctx / DenseBlock;
+        var all = new bool[blocks, blocks];
+        MemoryMarshal.CreateSpan(ref all[0, 0], all.Length).Fill(true);
 
         return Run(q, k, v, BlockLayout.Custom(all, DenseBlock, heads, mask), options ?? AttentionOptions.Default, tape);
     }
