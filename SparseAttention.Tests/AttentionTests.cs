@@ -34,7 +34,7 @@ public abstract class AttentionTests<T>
             _ => cpu ? AttentionPattern.Fixed(32, 2, 1) : AttentionPattern.Fixed(128, 4, 1),
         };
         var mask = pattern.ToTokenMask(shape.Ctx, blockSize, shape.Heads);
-        CheckAgainstReference(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, blockSize, tape: tape), pattern.ToString());
+        AttentionCheck.AgainstReference<T>(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, blockSize, tape: tape), pattern.ToString());
     }
 
     [TestMethod]
@@ -45,7 +45,7 @@ public abstract class AttentionTests<T>
         var shape = new AttentionShape(1, 64, 2, 16);
         TokenMask bidirectional = (h, q, k) => (q + 2 * k + h) % 5 != 0;
         var options = new AttentionOptions { AutoregressAtKey = 24, Scale = 0.3 };
-        CheckAgainstReference(device, shape, bidirectional.AutoregressAtKey(24, shape.Ctx),
+        AttentionCheck.AgainstReference<T>(device, shape, bidirectional.AutoregressAtKey(24, shape.Ctx),
             (q, k, v, tape) => BlockSparseAttention.Dense(q, k, v, shape.Heads, bidirectional, options, tape), "dense autoregress", 0.3);
     }
 
@@ -60,7 +60,7 @@ public abstract class AttentionTests<T>
         var layout = BlockLayout.Custom(blocks, 16, shape.Heads);
         var options = new AttentionOptions { AutoregressAtKey = 8 };
         var mask = ((TokenMask)layout.IsAllowed).AutoregressAtKey(8, shape.Ctx);
-        var (output, grads) = CheckAgainstReference(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, layout, options, tape), "empty row");
+        var (output, grads) = AttentionCheck.AgainstReference<T>(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Compute(q, k, v, layout, options, tape), "empty row");
         for (var n = 0; n < shape.Batch; n++)
         {
             for (var t = 16; t < 32; t++)
@@ -91,42 +91,6 @@ public abstract class AttentionTests<T>
 
         Console.WriteLine($"peak bytes: {plainPeak} without recompute, {recomputePeak} with");
         Assert.IsLessThan(plainPeak, recomputePeak);
-    }
-
-    private static (double[] Output, double[][] Grads) CheckAgainstReference(
-        string device, AttentionShape shape, TokenMask mask, Func<DeviceTensor<T>, DeviceTensor<T>, DeviceTensor<T>, Tape, DeviceTensor<T>> attend, string what, double? scale = null)
-    {
-        var dev = TestDevices.Get(device);
-        var random = TestData.NewRandom($"{typeof(T).Name} {what}");
-        var data = Enumerable.Range(0, 4).Select(_ => TestData.Values<T>(random, shape.Elements)).ToArray();
-        var tensors = data.Select(d => DeviceTensor<T>.FromSpan(dev, d.Values, shape.Batch, shape.Ctx, shape.Embedding)).ToArray();
-        try
-        {
-            using var tape = new Tape();
-            using var output = attend(tensors[0], tensors[1], tensors[2], tape);
-            using var grads = tape.Backward(output, tensors[3]);
-            var s = scale ?? 1 / Math.Sqrt(shape.HeadDim);
-            var expected = DenseReference.Forward(data[0].Exact, data[1].Exact, data[2].Exact, shape, mask, s);
-            var (dq, dk, dv) = DenseReference.Backward(data[0].Exact, data[1].Exact, data[2].Exact, data[3].Exact, shape, mask, s);
-            var naive = NaiveAttention.Run<T>(data[0].Exact, data[1].Exact, data[2].Exact, data[3].Exact, shape, mask, s);
-
-            var actualOutput = Numeric.ToDouble<T>(output.ToArray());
-            Errors.AssertWithin(Errors.Relative(actualOutput, expected), Errors.Tolerance<T>(Errors.Relative(naive.Output, expected)), $"{what} output");
-            var actualGrads = new double[3][];
-            double[][] expectedGrads = [dq, dk, dv], naiveGrads = [naive.Dq, naive.Dk, naive.Dv];
-            for (var i = 0; i < 3; i++)
-            {
-                actualGrads[i] = Numeric.ToDouble<T>(grads.Of(tensors[i]).ToArray());
-                var tolerance = Errors.Tolerance<T>(Errors.Relative(naiveGrads[i], expectedGrads[i]), gradient: true);
-                Errors.AssertWithin(Errors.Relative(actualGrads[i], expectedGrads[i]), tolerance, $"{what} d{"qkv"[i]}");
-            }
-
-            return (actualOutput, actualGrads);
-        }
-        finally
-        {
-            Array.ForEach(tensors, t => t.Dispose());
-        }
     }
 }
 

@@ -32,6 +32,7 @@ internal static class PtxCommand
             (typeof(DsdKernels), "Tf32Kernel", []),
             (typeof(SoftmaxKernels), "Forward", [typeof(ushort), typeof(Fp16)]),
             (typeof(SoftmaxKernels), "Backward", [typeof(ushort), typeof(Fp16)]),
+            (typeof(FlashKernels), "ForwardKernel", [typeof(Fp16), KernelType("Features64")]),
         ];
         foreach (var (family, name, arguments) in kernels)
         {
@@ -52,4 +53,8 @@ internal static class PtxCommand
 
         return 0;
     }
+
+    // The fused kernels' register tiles are internal to the kernel assembly.
+    private static Type KernelType(string name) =>
+        typeof(FlashKernels).Assembly.GetType($"SparseAttention.Kernels.{name}", throwOnError: true)!;
 }

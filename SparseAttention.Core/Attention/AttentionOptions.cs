@@ -18,6 +18,12 @@ public sealed record AttentionOptions
     /// <summary>fp32 inputs only: keep the block-sparse scores and probabilities in bf16, halving their memory (the original kept its logits in bf16).</summary>
     public bool BFloat16Scores { get; init; }
 
+    /// <summary>
+    /// The fused kernels (scores never stored): null runs them on CUDA wherever they apply (fp16/bf16, head dim 32, 64 or
+    /// 128, block size 32, 64 or 128), true asks for them on any device and rejects other cases, false runs the unfused ops.
+    /// </summary>
+    public bool? Fused { get; init; }
+
     /// <summary>The defaults.</summary>
     public static AttentionOptions Default { get; } = new();
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using SparseAttention.Accelerators;
 using SparseAttention.Autograd;
 using SparseAttention.Layouts;
 using SparseAttention.Ops;
@@ -34,6 +35,9 @@ public static class BlockSparseAttention
         var stride = pattern.AttentionLength;
         var (qt, kt, vt) = (Permute(q, stride, false, tape), Permute(k, stride, false, tape), Permute(v, stride, false, tape));
         var transposedOutput = Run(qt, kt, vt, layout, (options ?? AttentionOptions.Default) with { AutoregressAtKey = null }, tape);
+
+        // The fused backward reads the attention output, so it lives until the attention's backward has run.
+        tape?.ReleaseWithLast(transposedOutput);
         var output = Permute(transposedOutput, stride, true, tape);
         if (tape is null)
         {
@@ -68,11 +72,15 @@ public static class BlockSparseAttention
         ArgumentNullException.ThrowIfNull(mask);
         var ctx = CheckInputs(q, k, v, heads);
         Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
-        var blocks = ctx / DenseBlock;
+        options ??= AttentionOptions.Default;
+
+        // Every block is enabled; the fused kernels want bigger blocks and skip the tiles the mask empties.
+        var blockSize = ctx % FusedDenseBlock == 0 && UsesFused<T>(q.Device, q.Shape[2] / heads, FusedDenseBlock, options) ? FusedDenseBlock : DenseBlock;
+        var blocks = ctx / blockSize;
         var all = new bool[blocks, blocks];
         MemoryMarshal.CreateSpan(ref all[0, 0], all.Length).Fill(true);
 
-        return Run(q, k, v, BlockLayout.Custom(all, DenseBlock, heads, mask), options ?? AttentionOptions.Default, tape);
+        return Run(q, k, v, BlockLayout.Custom(all, blockSize, heads, mask), options, tape);
     }
 
     /// <summary>Dense attention on the device with a built-in pattern's token mask, in natural token order.</summary>
@@ -86,6 +94,7 @@ public static class BlockSparseAttention
     }
 
     private const int DenseBlock = 16;
+    private const int FusedDenseBlock = 64;
 
     private static DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions options, Tape? tape)
         where T : unmanaged
@@ -117,7 +126,13 @@ public static class BlockSparseAttention
         where TWeight : unmanaged
     {
         var headDim = q.Shape[2] / plan.Heads;
-        var step = new AttentionStep<T, TWeight>(plan, (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim)), options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
+        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
+        if (UsesFused<T>(q.Device, headDim, plan.BlockSize, options))
+        {
+            return RunFused(q, k, v, plan, scale, options, tape);
+        }
+
+        var step = new AttentionStep<T, TWeight>(plan, scale, options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
         var probabilities = step.Probabilities(q, k);
         var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
         BlockSparseOps.WeightValue(probabilities, v, plan, output, options.AllowTf32);
@@ -138,14 +153,59 @@ public static class BlockSparseAttention
         return output;
     }
 
-    // On a tape, each permutation owns the intermediate it touches, so the tape frees it once its backward has run
-    // (or when the tape is disposed): the transposed q, k, v (outputs of the forward permutations, read by the attention
-    // backward that runs before theirs) and the transposed attention output (input of the inverse permutation).
+    private static DeviceTensor<T> RunFused<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, float scale, AttentionOptions options, Tape? tape)
+        where T : unmanaged
+    {
+        var step = new FusedAttention<T>(plan, scale, options.AutoregressAtKey, q.Shape[0]);
+        var (output, logSumExp) = step.Forward(q, k, v);
+        if (tape is null || options.Recompute)
+        {
+            logSumExp.Dispose();
+        }
+
+        if (tape is null)
+        {
+            return output;
+        }
+
+        if (!options.Recompute)
+        {
+            tape.Record(new TapeEntry<T>([q, k, v], output, grad => step.Backward(q, k, v, output, logSumExp, grad), logSumExp));
+            return output;
+        }
+
+        // Recompute keeps nothing but the inputs: backward runs the forward again for its output and log-sum-exp.
+        tape.Record(new TapeEntry<T>([q, k, v], output, grad =>
+        {
+            var (again, againLogSumExp) = step.Forward(q, k, v);
+            using (again)
+            using (againLogSumExp)
+            {
+                return step.Backward(q, k, v, again, againLogSumExp, grad);
+            }
+        }, null));
+        return output;
+    }
+
+    private static bool UsesFused<T>(ComputeDevice device, int headDim, int blockSize, AttentionOptions options)
+        where T : unmanaged
+    {
+        var supported = FusedAttention<T>.Supports(headDim, blockSize);
+        if (options.Fused == true && !supported)
+        {
+            Guard.Throw(nameof(options), $"Fused needs Half or BFloat16 inputs, head dim 32, 64 or 128 and block size 32, 64 or 128; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}");
+        }
+
+        return options.Fused ?? (supported && device.IsCuda);
+    }
+
+    // On a tape, each forward permutation owns its output, the transposed q, k or v, so the tape frees it once its
+    // backward has run (or when the tape is disposed): the attention backward that reads it runs before theirs.
     private static DeviceTensor<T> Permute<T>(DeviceTensor<T> input, int stride, bool inverse, Tape? tape)
         where T : unmanaged
     {
         var output = TensorOps.StridedTranspose(input, stride, inverse);
-        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], inverse ? input : output));
+        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], inverse ? null : output));
         return output;
     }
 

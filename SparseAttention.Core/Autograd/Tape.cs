@@ -86,6 +86,9 @@ public sealed class Tape : IDisposable
 
         entries.Add(entry);
     }
+
+    /// <summary>Frees <paramref name="intermediate"/> with the last recorded op, once that op's backward has run.</summary>
+    internal void ReleaseWithLast(IDisposable intermediate) => entries[^1].Adopt(intermediate);
 }
 
 /// <summary>An op on the tape, independent of element type.</summary>
@@ -93,6 +96,9 @@ internal interface ITapeEntry : IDisposable
 {
     /// <summary>The tensor the op produced.</summary>
     object Output { get; }
+
+    /// <summary>Adds something to free with the entry's saved tensors.</summary>
+    void Adopt(IDisposable intermediate);
 }
 
 /// <summary>One recorded op: its inputs, its output, and how to turn the output's gradient into the inputs'.</summary>
@@ -109,5 +115,14 @@ internal sealed class TapeEntry<T>(DeviceTensor<T>[] inputs, DeviceTensor<T> out
     /// <summary>Gradients of the inputs, one per input, newly allocated.</summary>
     public DeviceTensor<T>[] Backward(DeviceTensor<T> outputGrad) => backward(outputGrad);
 
-    public void Dispose() => saved?.Dispose();
+    private readonly List<IDisposable> adopted = [];
+
+    public void Adopt(IDisposable intermediate) => adopted.Add(intermediate);
+
+    public void Dispose()
+    {
+        saved?.Dispose();
+        adopted.ForEach(a => a.Dispose());
+        adopted.Clear();
+    }
 }

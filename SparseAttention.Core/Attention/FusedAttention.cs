@@ -1,0 +1,80 @@
+using SparseAttention.Accelerators;
+using SparseAttention.Kernels;
+using SparseAttention.Ops;
+using SparseAttention.Planning;
+using SparseAttention.Tensors;
+using static SparseAttention.Ops.ElementDispatch;
+
+namespace SparseAttention.Attention;
+
+/// <summary>
+/// Fused attention of one plan (FlashAttention-2 style): the forward writes the output and each row's log-sum-exp, the
+/// backward recomputes P tile by tile. Nothing of size <c>[blocks, block, block]</c> is ever allocated.
+/// </summary>
+internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch)
+    where T : unmanaged
+{
+    /// <summary>Whether the fused kernels cover this element type, head dim and block size.</summary>
+    public static bool Supports(int headDim, int blockSize) =>
+        (typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16)) && FlashKernels.Supports(headDim, blockSize);
+
+    /// <summary>The attention output and the log-sum-exp of each row, <c>[batch, heads, ctx]</c>.</summary>
+    public (DeviceTensor<T> Output, DeviceTensor<float> LogSumExp) Forward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v)
+    {
+        var device = q.Device;
+        var output = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
+        var logSumExp = DeviceTensor<float>.Allocate(device, batch, plan.Heads, plan.Ctx);
+        var p = Params(q, k, v) with { ResultPairs = As<T, uint>(output), LogSumExp = logSumExp.View };
+        Run(new ForwardAction(device, p));
+        return (output, logSumExp);
+    }
+
+    /// <summary>Gradients of q, k, v from the forward's output and log-sum-exp.</summary>
+    public DeviceTensor<T>[] Backward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output, DeviceTensor<float> logSumExp, DeviceTensor<T> outputGrad)
+    {
+        var device = q.Device;
+        using var delta = DeviceTensor<float>.Allocate(device, batch, plan.Heads, plan.Ctx);
+        var dq = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
+        var dk = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
+        var dv = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
+        var p = Params(q, k, v) with
+        {
+            OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
+        };
+        Run(new BackwardAction(device, p with { Output = As<T, ushort>(output) }, p with { ResultPairs = As<T, uint>(dq) }, p with { ResultPairs = As<T, uint>(dk), SecondResultPairs = As<T, uint>(dv) }));
+        return [dq, dk, dv];
+    }
+
+    private static void Run<TAction>(TAction action)
+        where TAction : IElementAction => ElementDispatch.Run<T, TAction>(action);
+
+    private FlashParams Params(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v) => new()
+    {
+        Query = As<T, ushort>(q), Key = As<T, ushort>(k), Value = As<T, ushort>(v),
+        QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
+        Dims = new Dims { Batch = batch, Ctx = plan.Ctx, Heads = plan.Heads, HeadDim = q.Shape[2] / plan.Heads },
+        Plan = q.Device.Upload(plan).Tables,
+        Scale = scale,
+        AutoregressAtKey = autoregressAtKey ?? plan.Ctx,
+    };
+
+    private readonly record struct ForwardAction(ComputeDevice Device, FlashParams Params) : IElementAction
+    {
+        public void Run<TS, TE>()
+            where TS : unmanaged
+            where TE : struct, IElement<TS> => throw new NotSupportedException("the fused kernels take fp16 and bf16");
+
+        public void RunTensorCore<TE>()
+            where TE : struct, IElement<ushort>, IMmaElement => FlashKernels.LaunchForward<TE>(Device.Accelerator, Params);
+    }
+
+    private readonly record struct BackwardAction(ComputeDevice Device, FlashParams Delta, FlashParams QueryGrad, FlashParams KeyValueGrad) : IElementAction
+    {
+        public void Run<TS, TE>()
+            where TS : unmanaged
+            where TE : struct, IElement<TS> => throw new NotSupportedException("the fused kernels take fp16 and bf16");
+
+        public void RunTensorCore<TE>()
+            where TE : struct, IElement<ushort>, IMmaElement => FlashKernels.LaunchBackward<TE>(Device.Accelerator, Delta, QueryGrad, KeyValueGrad);
+    }
+}

@@ -1,0 +1,99 @@
+using ILGPU;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>
+/// Which elements of a 16x16 score tile a lane may keep (bit order of <see cref="ScoreTile"/>): the block's element bit
+/// mask and <c>autoregress_at_key</c>, for tiles of queries by keys (forward, dQ) or keys by queries (dK, dV).
+/// </summary>
+internal static class ChunkMask
+{
+    /// <summary>All eight elements allowed.</summary>
+    public const int All = 0xFF;
+
+    /// <summary>
+    /// Queries by keys: rows are queries <paramref name="rowInBlock"/> (+g, +g+8) of the block, columns keys
+    /// <paramref name="keyInBlock"/>.. (+2t, +2t+1, +8+2t, +9+2t); <paramref name="query"/> and <paramref name="key"/> are the tile's first tokens.
+    /// </summary>
+    public static int ForQueries(in PlanTables plan, long maskBase, bool isFull, int rowInBlock, int keyInBlock, int query, int key, int autoregressAtKey)
+    {
+        var lane = Warp.LaneIdx;
+        int g = lane / 4, t = lane % 4;
+        int low = RowBits(plan, maskBase, isFull, rowInBlock + g, keyInBlock, t), high = RowBits(plan, maskBase, isFull, rowInBlock + g + 8, keyInBlock, t);
+        var bits = low | (high << 4);
+        for (var i = 0; i < 8; i++)
+        {
+            var k = key + Column(i & 3, t);
+            var q = query + g + (i >> 2) * 8;
+            if (k >= autoregressAtKey && k > q)
+            {
+                bits &= ~(1 << i);
+            }
+        }
+
+        return bits;
+    }
+
+    /// <summary>
+    /// Keys by queries: rows are keys <paramref name="keyInBlock"/> (+g, +g+8), columns queries <paramref name="rowInBlock"/>..
+    /// (+2t, +2t+1, +8+2t, +9+2t); <paramref name="key"/> and <paramref name="query"/> are the tile's first tokens.
+    /// </summary>
+    public static int ForKeys(in PlanTables plan, long maskBase, bool isFull, int keyInBlock, int rowInBlock, int key, int query, int autoregressAtKey)
+    {
+        var lane = Warp.LaneIdx;
+        int g = lane / 4, t = lane % 4;
+        var bits = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            var column = Column(i, t);
+            var word = 0x10001u;
+            if (!isFull)
+            {
+                // Keys g and g+8 of one query row lie in one word: the 16 keys start at a multiple of 16.
+                var bit = (rowInBlock + column) * plan.BlockSize + keyInBlock + g;
+                word = plan.Masks[maskBase + (bit >> 5)] >> (bit & 31);
+            }
+
+            bits |= (int)(word & 1u) << i;
+            bits |= (int)((word >> 8) & 1u) << (i + 4);
+        }
+
+        for (var i = 0; i < 8; i++)
+        {
+            var q = query + Column(i & 3, t);
+            var k = key + g + (i >> 2) * 8;
+            if (k >= autoregressAtKey && k > q)
+            {
+                bits &= ~(1 << i);
+            }
+        }
+
+        return bits;
+    }
+
+    /// <summary>True when any lane of the warp keeps any element: tiles nobody keeps are skipped.</summary>
+    public static bool AnyInWarp(int bits)
+    {
+        for (var offset = 16; offset > 0; offset /= 2)
+        {
+            bits |= Warp.ShuffleXor(bits, offset);
+        }
+
+        return bits != 0;
+    }
+
+    // Column of bit i (0-3) for lane t: 2t, 2t+1, 8+2t, 9+2t.
+    private static int Column(int i, int t) => 2 * t + (i & 1) + (i >> 1) * 8;
+
+    private static int RowBits(in PlanTables plan, long maskBase, bool isFull, int row, int keyInBlock, int t)
+    {
+        if (isFull)
+        {
+            return 0xF;
+        }
+
+        var bit = row * plan.BlockSize + keyInBlock;
+        var word = plan.Masks[maskBase + (bit >> 5)] >> (bit & 31);
+        return (int)(((word >> (2 * t)) & 3u) | (((word >> (8 + 2 * t)) & 3u) << 2));
+    }
+}

@@ -1,0 +1,164 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>The fused backward: delta = rowsum(O * dO), then dQ by the row LUT and dK, dV by the column LUT.</summary>
+public static partial class FlashKernels
+{
+    /// <summary>Writes dQ, dK and dV from q, k, v, the forward output and log-sum-exp and the output gradient.</summary>
+    /// <remarks>Deterministic: every gradient element is summed by one lane in LUT order, no atomics.</remarks>
+    public static void LaunchBackward<TElement>(Accelerator accelerator, in FlashParams delta, in FlashParams queryGrad, in FlashParams keyValueGrad)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
+        KernelCache.Get<FlashParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
+        Action<FlashParams> dq, dkdv;
+        switch (queryGrad.Dims.HeadDim)
+        {
+            case 32:
+                dq = QueryGradKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>;
+                dkdv = KeyValueGradKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>;
+                break;
+            case 64:
+                dq = QueryGradKernel<TElement, Features64>;
+                dkdv = KeyValueGradKernel<TElement, Features64>;
+                break;
+            case 128:
+                dq = QueryGradKernel<TElement, Tiles<Features64, Features64>>;
+                dkdv = KeyValueGradKernel<TElement, Tiles<Features64, Features64>>;
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(queryGrad), queryGrad.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128");
+        }
+
+        KernelCache.Get(accelerator, dq)(accelerator.DefaultStream, Config(queryGrad), queryGrad);
+        KernelCache.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(keyValueGrad), keyValueGrad);
+    }
+
+    // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.
+    internal static void DeltaKernel<TElement>(FlashParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var element = default(TElement);
+        var dims = p.Dims;
+        var row = Grid.GlobalIndex.X;
+        if (row >= dims.Batch * dims.Ctx * dims.Heads)
+        {
+            return;
+        }
+
+        var h = row % dims.Heads;
+        var token = row / dims.Heads % dims.Ctx;
+        var n = row / dims.Heads / dims.Ctx;
+        var first = (long)row * dims.HeadDim;
+        var sum = 0f;
+        for (var d = 0; d < dims.HeadDim; d++)
+        {
+            sum += element.ToFloat(p.Output[first + d]) * element.ToFloat(p.OutputGrad[first + d]);
+        }
+
+        p.Delta[p.RowIndex(n * dims.Heads + h, token)] = sum;
+    }
+
+    // dQ = scale * sum over keys of P * (dP - delta) . K, P recomputed from the log-sum-exp, dP = dO . V^T.
+    internal static void QueryGradKernel<TElement, TTiles>(FlashParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTiles : struct, IFeatureTiles
+    {
+        var warp = new FlashWarp(p, transposed: false);
+        int g = warp.G, t = warp.T;
+        var dims = p.Dims;
+        var scaleLog2 = p.Scale * Log2E;
+        var queryGrad = default(TTiles);
+        var scores = default(ScoreTile);
+        var scoresGrad = default(ScoreTile);
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
+        var rowLow = p.RowIndex(Grid.IdxY, warp.First + g);
+        float lseLow = p.LogSumExp[rowLow], lseHigh = p.LogSumExp[rowLow + 8], deltaLow = p.Delta[rowLow], deltaHigh = p.Delta[rowLow + 8];
+        var rowPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
+        for (var entry = warp.Start; entry < warp.End; entry++)
+        {
+            var block = warp.Block(entry);
+            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            {
+                var key = block.Other + chunk;
+                var allowed = ChunkMask.All;
+                if (!block.IsFull || key + 15 >= p.AutoregressAtKey)
+                {
+                    allowed = ChunkMask.ForQueries(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, key, p.AutoregressAtKey);
+                    if (!ChunkMask.AnyInWarp(allowed))
+                    {
+                        continue;
+                    }
+                }
+
+                var keyPair = dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1;
+                scores.Compute<TElement>(p.QueryPairs, rowPair, p.KeyPairs, keyPair, warp.EightRowPairs, dims.HeadDim);
+                scores.ScaleAndMask(scaleLog2, allowed);
+                scores.Exp2Minus(lseLow, lseHigh, 0f, 0f, 0f, 0f);
+                scoresGrad.Compute<TElement>(p.OutputGradPairs, rowPair, p.ValuePairs, keyPair, warp.EightRowPairs, dims.HeadDim);
+                scores.SoftmaxGrad(scoresGrad, deltaLow, deltaHigh, 0f, 0f, 0f, 0f);
+                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+                queryGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Key, dims.Index(warp.N, key + 2 * t, warp.H, g), warp.TokenStep, 0);
+            }
+        }
+
+        queryGrad.Store<TElement>(p.ResultPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, p.Scale, p.Scale, 0);
+    }
+
+    // Per key tile, transposed: P^T = exp2(K . Q^T * scale - lse), dV = sum P^T . dO, dS^T = P^T * (V . dO^T - delta),
+    // dK = scale * sum dS^T . Q.
+    internal static void KeyValueGradKernel<TElement, TTiles>(FlashParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTiles : struct, IFeatureTiles
+    {
+        var warp = new FlashWarp(p, transposed: true);
+        int g = warp.G, t = warp.T;
+        var dims = p.Dims;
+        var scaleLog2 = p.Scale * Log2E;
+        var keyGrad = default(TTiles);
+        var valueGrad = default(TTiles);
+        var scores = default(ScoreTile);
+        var scoresGrad = default(ScoreTile);
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
+        var keyPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
+        for (var entry = warp.Start; entry < warp.End; entry++)
+        {
+            var block = warp.Block(entry);
+            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            {
+                var query = block.Other + chunk;
+                var allowed = ChunkMask.All;
+                if (!block.IsFull || warp.First + 15 >= p.AutoregressAtKey)
+                {
+                    allowed = ChunkMask.ForKeys(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, query, p.AutoregressAtKey);
+                    if (!ChunkMask.AnyInWarp(allowed))
+                    {
+                        continue;
+                    }
+                }
+
+                // Each lane's four columns are queries 2t, 2t+1, 8+2t, 9+2t of the tile.
+                var column = p.RowIndex(Grid.IdxY, query + 2 * t);
+                var queryPair = dims.Index(warp.N, query + g, warp.H, 2 * t) >> 1;
+                var queryRows = dims.Index(warp.N, query + 2 * t, warp.H, g);
+                scores.Compute<TElement>(p.KeyPairs, keyPair, p.QueryPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
+                scores.ScaleAndMask(scaleLog2, allowed);
+                scores.Exp2Minus(0f, 0f, p.LogSumExp[column], p.LogSumExp[column + 1], p.LogSumExp[column + 8], p.LogSumExp[column + 9]);
+                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+                valueGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.OutputGrad, queryRows, warp.TokenStep, 0);
+                scoresGrad.Compute<TElement>(p.ValuePairs, keyPair, p.OutputGradPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
+                scores.SoftmaxGrad(scoresGrad, 0f, 0f, p.Delta[column], p.Delta[column + 1], p.Delta[column + 8], p.Delta[column + 9]);
+                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+                keyGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Query, queryRows, warp.TokenStep, 0);
+            }
+        }
+
+        var output = dims.Index(warp.N, warp.First + g, warp.H, 2 * t);
+        keyGrad.Store<TElement>(p.ResultPairs, output, 8 * warp.TokenStep, p.Scale, p.Scale, 0);
+        valueGrad.Store<TElement>(p.SecondResultPairs, output, 8 * warp.TokenStep, 1f, 1f, 0);
+    }
+}

@@ -1,0 +1,180 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+// Fused block-sparse attention (FlashAttention-2 style): the scores and probabilities of a 16x16 tile live only in a
+// warp's registers. One group per block row (forward, dQ) or block column (dK, dV) and head; one warp per 16 of its
+// tokens. The m16n8 accumulators of S are already the A fragments of P for P . V, so P never leaves the registers.
+// Softmax in base 2: x = s * scale * log2(e), P = exp2(x - lse), lse stored per row in those units.
+// Versions:
+//   v1  warps independent, fragments loaded from global memory (L1/L2), 16-key chunks, online max/sum per chunk,
+//       whole chunks no lane keeps skipped, full blocks skip the mask, deterministic backward without atomics.
+
+/// <summary>Arguments of the fused attention kernels; each kernel reads the fields it needs.</summary>
+public readonly struct FlashParams
+{
+    /// <summary>Queries <c>[batch, ctx, heads * headDim]</c> as elements.</summary>
+    public ArrayView<ushort> Query { get; init; }
+
+    /// <summary>Keys as elements.</summary>
+    public ArrayView<ushort> Key { get; init; }
+
+    /// <summary>Values as elements.</summary>
+    public ArrayView<ushort> Value { get; init; }
+
+    /// <summary>Output gradient as elements (backward).</summary>
+    public ArrayView<ushort> OutputGrad { get; init; }
+
+    /// <summary>Forward output as elements (the delta pass).</summary>
+    public ArrayView<ushort> Output { get; init; }
+
+    /// <summary>Queries as element pairs.</summary>
+    public ArrayView<uint> QueryPairs { get; init; }
+
+    /// <summary>Keys as element pairs.</summary>
+    public ArrayView<uint> KeyPairs { get; init; }
+
+    /// <summary>Values as element pairs.</summary>
+    public ArrayView<uint> ValuePairs { get; init; }
+
+    /// <summary>Output gradient as element pairs.</summary>
+    public ArrayView<uint> OutputGradPairs { get; init; }
+
+    /// <summary>Where the forward writes the output, or a backward pass its gradient, as element pairs.</summary>
+    public ArrayView<uint> ResultPairs { get; init; }
+
+    /// <summary>Where the dK/dV pass writes dV, as element pairs.</summary>
+    public ArrayView<uint> SecondResultPairs { get; init; }
+
+    /// <summary>Log-sum-exp of each row's scaled scores in base 2, <c>[batch, heads, ctx]</c>; +inf for a row with nothing to attend to.</summary>
+    public ArrayView<float> LogSumExp { get; init; }
+
+    /// <summary><c>rowsum(O * dO)</c>, <c>[batch, heads, ctx]</c>.</summary>
+    public ArrayView<float> Delta { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>The attention scale.</summary>
+    public float Scale { get; init; }
+
+    /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
+    public int AutoregressAtKey { get; init; }
+
+    /// <summary>Index of row <paramref name="token"/> of (sequence, head) <paramref name="sequenceHead"/> in <see cref="LogSumExp"/> and <see cref="Delta"/>.</summary>
+    public long RowIndex(int sequenceHead, int token) => (long)sequenceHead * Dims.Ctx + token;
+}
+
+/// <summary>The fused attention kernels and their launchers.</summary>
+public static partial class FlashKernels
+{
+    /// <summary>log2(e): the softmax runs in base 2.</summary>
+    public const float Log2E = 1.44269504088896341f;
+
+    /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
+    public static bool Supports(int headDim, int blockSize) => headDim is 32 or 64 or 128 && blockSize is 32 or 64 or 128;
+
+    /// <summary>Writes the attention output and each row's log-sum-exp.</summary>
+    public static void LaunchForward<TElement>(Accelerator accelerator, in FlashParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        Action<FlashParams> kernel = p.Dims.HeadDim switch
+        {
+            32 => ForwardKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>,
+            64 => ForwardKernel<TElement, Features64>,
+            128 => ForwardKernel<TElement, Tiles<Features64, Features64>>,
+            _ => throw new ArgumentOutOfRangeException(nameof(p), p.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128"),
+        };
+        KernelCache.Get(accelerator, kernel)(accelerator.DefaultStream, Config(p), p);
+    }
+
+    // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
+    private static KernelConfig Config(in FlashParams p) =>
+        new(new Index2D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads), new Index2D(p.Plan.BlockSize / 16 * 32, 1));
+
+    internal static void ForwardKernel<TElement, TTiles>(FlashParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTiles : struct, IFeatureTiles
+    {
+        var warp = new FlashWarp(p, transposed: false);
+        int g = warp.G, t = warp.T;
+        var dims = p.Dims;
+        var scaleLog2 = p.Scale * Log2E;
+        var output = default(TTiles);
+        var scores = default(ScoreTile);
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
+        float maxLow = float.NegativeInfinity, maxHigh = float.NegativeInfinity, sumLow = 0f, sumHigh = 0f;
+        var queryPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
+        for (var entry = warp.Start; entry < warp.End; entry++)
+        {
+            var block = warp.Block(entry);
+            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            {
+                var key = block.Other + chunk;
+                var allowed = ChunkMask.All;
+                if (!block.IsFull || key + 15 >= p.AutoregressAtKey)
+                {
+                    allowed = ChunkMask.ForQueries(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, key, p.AutoregressAtKey);
+                    if (!ChunkMask.AnyInWarp(allowed))
+                    {
+                        continue;
+                    }
+                }
+
+                scores.Compute<TElement>(p.QueryPairs, queryPair, p.KeyPairs, dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1, warp.EightRowPairs, dims.HeadDim);
+                scores.ScaleAndMask(scaleLog2, allowed);
+
+                // Online softmax: rescale what is summed so far whenever a row's max grows; a row still empty keeps 0.
+                float newLow = XMath.Max(maxLow, scores.MaxLow()), newHigh = XMath.Max(maxHigh, scores.MaxHigh());
+                float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
+                float alphaLow = ScoreTile.Exp2(maxLow - baseLow), alphaHigh = ScoreTile.Exp2(maxHigh - baseHigh);
+                scores.Exp2Minus(baseLow, baseHigh, 0f, 0f, 0f, 0f);
+                sumLow = sumLow * alphaLow + scores.PartialSumLow();
+                sumHigh = sumHigh * alphaHigh + scores.PartialSumHigh();
+                maxLow = newLow;
+                maxHigh = newHigh;
+                output.Scale(alphaLow, alphaHigh);
+                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+                output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Value, dims.Index(warp.N, key + 2 * t, warp.H, g), warp.TokenStep, 0);
+            }
+        }
+
+        sumLow = ScoreTile.QuadSum(sumLow);
+        sumHigh = ScoreTile.QuadSum(sumHigh);
+        output.Store<TElement>(p.ResultPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
+        if (t == 0)
+        {
+            p.LogSumExp[p.RowIndex(Grid.IdxY, warp.First + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
+            p.LogSumExp[p.RowIndex(Grid.IdxY, warp.First + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
+        }
+    }
+}
+
+/// <summary>64 features: eight m16n8 accumulators.</summary>
+internal struct Features64 : IFeatureTiles
+{
+    private Tiles<Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>> tiles;
+
+    /// <inheritdoc/>
+    public readonly int Features => 64;
+
+    /// <inheritdoc/>
+    public void Scale(float low, float high) => tiles.Scale(low, high);
+
+    /// <inheritdoc/>
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, long index, long rowStep, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, index, rowStep, feature);
+
+    /// <inheritdoc/>
+    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        tiles.Store<TElement>(pairs, index, eightRows, low, high, feature);
+}

@@ -1,0 +1,133 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>
+/// A warp's 16x16 tile of scores in registers (two m16n8 accumulators): lane (g, t) holds rows g and g+8, columns 2t,
+/// 2t+1, 8+2t, 9+2t. Bit i of an element mask: bits 0-3 are row g's four columns in that order, bits 4-7 row g+8's.
+/// </summary>
+internal struct ScoreTile
+{
+    private Ref<float> s00, s01, s02, s03, s10, s11, s12, s13;
+
+    /// <summary>
+    /// Rows of <paramref name="rows"/> times rows of <paramref name="columns"/> transposed over <paramref name="depth"/>
+    /// features; <paramref name="rowPair"/> and <paramref name="columnPair"/> are the pair indices of row g, feature 2t.
+    /// </summary>
+    public void Compute<TElement>(ArrayView<uint> rows, long rowPair, ArrayView<uint> columns, long columnPair, long eightRowPairs, int depth)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        s00.Value = s01.Value = s02.Value = s03.Value = 0f;
+        s10.Value = s11.Value = s12.Value = s13.Value = 0f;
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+        for (var k = 0; k < depth / 2; k += 8)
+        {
+            long a = rowPair + k, b = columnPair + k;
+            a0 = rows[a];
+            a1 = rows[a + eightRowPairs];
+            a2 = rows[a + 4];
+            a3 = rows[a + eightRowPairs + 4];
+            b0 = columns[b];
+            b1 = columns[b + 4];
+            MmaEmulation.Mma<TElement>(ref s00, ref s01, ref s02, ref s03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+            b0 = columns[b + eightRowPairs];
+            b1 = columns[b + eightRowPairs + 4];
+            MmaEmulation.Mma<TElement>(ref s10, ref s11, ref s12, ref s13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        }
+    }
+
+    /// <summary>Multiplies by <paramref name="scale"/>; elements whose bit in <paramref name="allowed"/> is clear become -inf.</summary>
+    public void ScaleAndMask(float scale, int allowed)
+    {
+        s00.Value = (allowed & 1) != 0 ? s00.Value * scale : float.NegativeInfinity;
+        s01.Value = (allowed & 2) != 0 ? s01.Value * scale : float.NegativeInfinity;
+        s10.Value = (allowed & 4) != 0 ? s10.Value * scale : float.NegativeInfinity;
+        s11.Value = (allowed & 8) != 0 ? s11.Value * scale : float.NegativeInfinity;
+        s02.Value = (allowed & 16) != 0 ? s02.Value * scale : float.NegativeInfinity;
+        s03.Value = (allowed & 32) != 0 ? s03.Value * scale : float.NegativeInfinity;
+        s12.Value = (allowed & 64) != 0 ? s12.Value * scale : float.NegativeInfinity;
+        s13.Value = (allowed & 128) != 0 ? s13.Value * scale : float.NegativeInfinity;
+    }
+
+    /// <summary>Row g's maximum over the whole tile (its quad of lanes).</summary>
+    public readonly float MaxLow() => QuadMax(XMath.Max(XMath.Max(s00.Value, s01.Value), XMath.Max(s10.Value, s11.Value)));
+
+    /// <summary>Row g+8's maximum over the whole tile.</summary>
+    public readonly float MaxHigh() => QuadMax(XMath.Max(XMath.Max(s02.Value, s03.Value), XMath.Max(s12.Value, s13.Value)));
+
+    /// <summary>This lane's part of row g's sum.</summary>
+    public readonly float PartialSumLow() => s00.Value + s01.Value + s10.Value + s11.Value;
+
+    /// <summary>This lane's part of row g+8's sum.</summary>
+    public readonly float PartialSumHigh() => s02.Value + s03.Value + s12.Value + s13.Value;
+
+    /// <summary>
+    /// Replaces x by exp2(x - row - column), with a subtrahend per row (g, g+8) and per column (2t, 2t+1, 8+2t, 9+2t):
+    /// the running max (forward), or the log-sum-exp of the rows or, transposed, of the columns (backward).
+    /// </summary>
+    public void Exp2Minus(float low, float high, float c0, float c1, float c8, float c9)
+    {
+        s00.Value = Exp2(s00.Value - low - c0);
+        s01.Value = Exp2(s01.Value - low - c1);
+        s10.Value = Exp2(s10.Value - low - c8);
+        s11.Value = Exp2(s11.Value - low - c9);
+        s02.Value = Exp2(s02.Value - high - c0);
+        s03.Value = Exp2(s03.Value - high - c1);
+        s12.Value = Exp2(s12.Value - high - c8);
+        s13.Value = Exp2(s13.Value - high - c9);
+    }
+
+    /// <summary>The softmax gradient in place: P becomes P * (dP - delta), delta per row or, transposed, per column.</summary>
+    public void SoftmaxGrad(in ScoreTile grad, float low, float high, float c0, float c1, float c8, float c9)
+    {
+        s00.Value *= grad.s00.Value - low - c0;
+        s01.Value *= grad.s01.Value - low - c1;
+        s10.Value *= grad.s10.Value - low - c8;
+        s11.Value *= grad.s11.Value - low - c9;
+        s02.Value *= grad.s02.Value - high - c0;
+        s03.Value *= grad.s03.Value - high - c1;
+        s12.Value *= grad.s12.Value - high - c8;
+        s13.Value *= grad.s13.Value - high - c9;
+    }
+
+    /// <summary>The tile rounded to the element type as the A operand (16x16, row-major) of the next mma.</summary>
+    public readonly void ToOperand<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var element = default(TElement);
+        a0 = element.Pack(s00.Value, s01.Value);
+        a1 = element.Pack(s02.Value, s03.Value);
+        a2 = element.Pack(s10.Value, s11.Value);
+        a3 = element.Pack(s12.Value, s13.Value);
+    }
+
+    /// <summary>2^x: the hardware approximation on CUDA (exact at -inf, as the masks need).</summary>
+    public static float Exp2(float x)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<float> result = default;
+            Input<float> argument = x;
+            CudaAsm.EmitRef("ex2.approx.ftz.f32 %0, %1;", ref result, ref argument);
+            return result.Value;
+        }
+
+        return XMath.Exp2(x);
+    }
+
+    /// <summary>Maximum over the four lanes of a row (a quad).</summary>
+    public static float QuadMax(float value)
+    {
+        value = XMath.Max(value, Warp.ShuffleXor(value, 1));
+        return XMath.Max(value, Warp.ShuffleXor(value, 2));
+    }
+
+    /// <summary>Sum over the four lanes of a row (a quad).</summary>
+    public static float QuadSum(float value)
+    {
+        value += Warp.ShuffleXor(value, 1);
+        return value + Warp.ShuffleXor(value, 2);
+    }
+}
