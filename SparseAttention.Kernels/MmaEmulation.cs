@@ -23,28 +23,45 @@ internal static class MmaEmulation
         }
     }
 
-    /// <summary>D += A . B with the hardware's fragment map (ARCHITECTURE.md); every lane of the warp must call it.</summary>
+    /// <summary>Warps per group the emulation has room for: the fused kernels' largest group (block size 128).</summary>
+    public const int MaxWarps = 8;
+
+    /// <summary>
+    /// D += A . B with the hardware's fragment map (ARCHITECTURE.md); every lane of the warp must call it. The lanes
+    /// swap fragments through shared memory: on the CPU accelerator a warp barrier costs as much as a shuffle, and this
+    /// needs two instead of 32 shuffles.
+    /// </summary>
     public static void Run<TElement>(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
         where TElement : struct, IElement<ushort>
     {
+        var fragments = SharedMemory.Allocate<uint>(MaxWarps * 32 * 6);
         var lane = Warp.LaneIdx;
+        var warpBase = Group.IdxX / 32 * 32 * 6;
+        var mine = warpBase + lane * 6;
+        fragments[mine] = a0;
+        fragments[mine + 1] = a1;
+        fragments[mine + 2] = a2;
+        fragments[mine + 3] = a3;
+        fragments[mine + 4] = b0;
+        fragments[mine + 5] = b1;
+        Warp.Barrier();
         int g = lane / 4, t = lane % 4;
         float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
         for (var pair = 0; pair < 4; pair++)
         {
             // A row g (and g+8) k = 2*pair.. sits in lane g*4+pair; B column n, same k, sits in lane n*4+pair.
-            var rowLane = g * 4 + pair;
-            uint aLow = Warp.Shuffle(a0, rowLane), aLow8 = Warp.Shuffle(a1, rowLane);
-            uint aHigh = Warp.Shuffle(a2, rowLane), aHigh8 = Warp.Shuffle(a3, rowLane);
-            int evenLane = 2 * t * 4 + pair, oddLane = evenLane + 4;
-            uint bEven = Warp.Shuffle(b0, evenLane), bEvenHigh = Warp.Shuffle(b1, evenLane);
-            uint bOdd = Warp.Shuffle(b0, oddLane), bOddHigh = Warp.Shuffle(b1, oddLane);
+            var row = warpBase + (g * 4 + pair) * 6;
+            uint aLow = fragments[row], aLow8 = fragments[row + 1], aHigh = fragments[row + 2], aHigh8 = fragments[row + 3];
+            int even = warpBase + (2 * t * 4 + pair) * 6, odd = even + 4 * 6;
+            uint bEven = fragments[even + 4], bEvenHigh = fragments[even + 5], bOdd = fragments[odd + 4], bOddHigh = fragments[odd + 5];
             s0 += Dot2<TElement>(aLow, bEven) + Dot2<TElement>(aHigh, bEvenHigh);
             s1 += Dot2<TElement>(aLow, bOdd) + Dot2<TElement>(aHigh, bOddHigh);
             s2 += Dot2<TElement>(aLow8, bEven) + Dot2<TElement>(aHigh8, bEvenHigh);
             s3 += Dot2<TElement>(aLow8, bOdd) + Dot2<TElement>(aHigh8, bOddHigh);
         }
 
+        // No lane may overwrite its fragments for the next mma before every lane has read these.
+        Warp.Barrier();
         d0.Value += s0;
         d1.Value += s1;
         d2.Value += s2;
