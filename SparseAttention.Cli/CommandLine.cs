@@ -41,7 +41,8 @@ internal sealed class CommandLine
             usage: SparseAttention.Cli [demo]                        block-sparse vs dense attention on the default accelerator
                    SparseAttention.Cli layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
                                               [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
-                   SparseAttention.Cli bench [--section all|ops|attention|recompute]   GPU benchmark (CUDA device events)
+                   SparseAttention.Cli bench [--section all|ops|attention|memory|recompute]   GPU benchmark (CUDA device events)
+                   SparseAttention.Cli compare --bench bench.log --peers peers.log   our attention times beside peers.py's, with ratios
                    SparseAttention.Cli ptx [--out folder]                 every kernel's PTX, compiled without a GPU
             """);
         return 2;

@@ -10,6 +10,7 @@ try
         "layout" => LayoutCommand.Run(arguments),
         "bench" => BenchCommand.Run(arguments),
         "ptx" => PtxCommand.Run(arguments),
+        "compare" => CompareCommand.Run(arguments),
         _ => CommandLine.Usage($"unknown command '{arguments.Command}'"),
     };
 }

@@ -34,8 +34,8 @@ public static partial class FlashKernels
                 throw new ArgumentOutOfRangeException(nameof(queryGrad), queryGrad.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128");
         }
 
-        KernelCache.Get(accelerator, dq)(accelerator.DefaultStream, Config(queryGrad), queryGrad);
-        KernelCache.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(keyValueGrad), keyValueGrad);
+        KernelCache.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad), queryGrad);
+        KernelCache.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad), keyValueGrad);
     }
 
     // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.

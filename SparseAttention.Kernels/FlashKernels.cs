@@ -92,12 +92,12 @@ public static partial class FlashKernels
             128 => ForwardKernel<TElement, Tiles<Features64, Features64>>,
             _ => throw new ArgumentOutOfRangeException(nameof(p), p.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128"),
         };
-        KernelCache.Get(accelerator, kernel)(accelerator.DefaultStream, Config(p), p);
+        KernelCache.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p), p);
     }
 
     // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
-    private static KernelConfig Config(in FlashParams p) =>
-        new(new Index2D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads), new Index2D(p.Plan.BlockSize / 16 * 32, 1));
+    private static KernelConfig Config(Accelerator accelerator, in FlashParams p) =>
+        new(new Index3D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads, 1), new Index3D(p.Plan.BlockSize / 16 * 32, 1, 1), MmaEmulation.SharedMemory(accelerator, p.Plan.BlockSize / 16));
 
     internal static void ForwardKernel<TElement, TTiles>(FlashParams p)
         where TElement : struct, IElement<ushort>, IMmaElement

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
@@ -23,8 +24,9 @@ internal static class MmaEmulation
         }
     }
 
-    /// <summary>Warps per group the emulation has room for: the fused kernels' largest group (block size 128).</summary>
-    public const int MaxWarps = 8;
+    /// <summary>Dynamic shared memory a group of <paramref name="warps"/> warps needs for the emulation: six registers per lane.</summary>
+    public static SharedMemoryConfig SharedMemory(Accelerator accelerator, int warps) =>
+        accelerator.AcceleratorType == AcceleratorType.Cuda ? default : SharedMemoryConfig.RequestDynamic<uint>(warps * 32 * 6);
 
     /// <summary>
     /// D += A . B with the hardware's fragment map (ARCHITECTURE.md); every lane of the warp must call it. The lanes
@@ -34,7 +36,8 @@ internal static class MmaEmulation
     public static void Run<TElement>(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
         where TElement : struct, IElement<ushort>
     {
-        var fragments = SharedMemory.Allocate<uint>(MaxWarps * 32 * 6);
+        // Dynamic, so the CUDA build (where this branch is dead but still emitted) declares no shared memory per call site.
+        var fragments = ILGPU.SharedMemory.GetDynamic<uint>();
         var lane = Warp.LaneIdx;
         var warpBase = Group.IdxX / 32 * 32 * 6;
         var mine = warpBase + lane * 6;

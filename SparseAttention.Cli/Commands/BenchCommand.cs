@@ -43,18 +43,24 @@ internal static class BenchCommand
             Fp32Bench(device);
         }
 
-        (string Name, int Batch, int Heads, int Ctx, AttentionPattern Pattern, int Block)[] cases =
+        (string Name, int Batch, int Heads, int Ctx, int HeadDim, AttentionPattern Pattern, int Block)[] cases =
         [
-            ("all (causal), seed example", 4, 4, 1024, AttentionPattern.All, 64),
-            ("all (causal)", 4, 16, 4096, AttentionPattern.All, 64),
-            ("local, L 256", 4, 16, 4096, AttentionPattern.Local(256), 64),
-            ("strided, L 64", 4, 16, 4096, AttentionPattern.Strided(64), 64),
-            ("fixed, L 128, 4 verts, block 32", 4, 16, 4096, AttentionPattern.Fixed(128, 4, 1), 32),
-            ("fixed, L 128, 4 verts, block 32", 1, 16, 16384, AttentionPattern.Fixed(128, 4, 1), 32),
+            ("all (causal), seed example", 4, 4, 1024, 64, AttentionPattern.All, 64),
+            ("all (causal)", 4, 16, 4096, 64, AttentionPattern.All, 64),
+            ("local, L 256", 4, 16, 4096, 64, AttentionPattern.Local(256), 64),
+            ("strided, L 64", 4, 16, 4096, 64, AttentionPattern.Strided(64), 64),
+            ("fixed, L 128, 4 verts, block 32", 4, 16, 4096, 64, AttentionPattern.Fixed(128, 4, 1), 32),
+            ("fixed, L 128, 4 verts, block 32", 1, 16, 16384, 64, AttentionPattern.Fixed(128, 4, 1), 32),
+            ("all (causal), head dim 128", 4, 16, 4096, 128, AttentionPattern.All, 64),
         ];
         foreach (var c in Runs("attention") ? cases : [])
         {
-            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, 64, c.Pattern, c.Block);
+            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block);
+        }
+
+        foreach (var ctx in Runs("memory") ? new[] { 4096, 16384, 65536 } : [])
+        {
+            FusedMemory(device, ctx);
         }
 
         if (Runs("recompute"))
@@ -168,7 +174,7 @@ internal static class BenchCommand
             var current = x;
             for (var layer = 0; layer < layers; layer++)
             {
-                current = BlockSparseAttention.Compute(current, current, current, heads, AttentionPattern.All, 64, new AttentionOptions { Recompute = recompute }, tape);
+                current = BlockSparseAttention.Compute(current, current, current, heads, AttentionPattern.All, 64, new AttentionOptions { Recompute = recompute, Fused = false }, tape);
                 activations.Add(current);
             }
 
@@ -180,7 +186,36 @@ internal static class BenchCommand
 
         long without = Peak(false), with = Peak(true);
         Report(new { bench = "recompute", batch, heads, ctx, headDim, layers, peakBytesWithout = without, peakBytesWith = with },
-            $"recompute, {layers} stacked 'all' layers B{batch} H{heads} N{ctx} D{headDim} fp16: peak {without / 1e6:F0} MB without, {with / 1e6:F0} MB with ({1 - (double)with / without:P0} less)");
+            $"recompute (unfused), {layers} stacked 'all' layers B{batch} H{heads} N{ctx} D{headDim} fp16: peak {without / 1e6:F0} MB without, {with / 1e6:F0} MB with ({1 - (double)with / without:P0} less)");
+    }
+
+    // Device bytes a fused forward+backward needs beyond q, k, v, the output gradient, the output, the three gradients
+    // and the plan's tables (measured apart: a 'fixed' plan grows with its blocks, which grow with ctx squared).
+    private static void FusedMemory(ComputeDevice device, int ctx)
+    {
+        const int heads = 16, headDim = 64;
+        var pattern = AttentionPattern.Fixed(128, 4, 1);
+        var plan = BlockSparsePlan.For(pattern.ToLayout(ctx, 32, heads));
+        device.Upload(plan);
+        var random = new Random(5);
+        using var q = RandomTensor(device, random, 1, ctx, heads * headDim);
+        using var k = RandomTensor(device, random, 1, ctx, heads * headDim);
+        using var v = RandomTensor(device, random, 1, ctx, heads * headDim);
+        using var grad = RandomTensor(device, random, 1, ctx, heads * headDim);
+        device.Synchronize();
+        device.ResetPeak();
+        var before = device.AllocatedBytes;
+        using (var tape = new Tape())
+        {
+            using var output = BlockSparseAttention.Compute(q, k, v, heads, pattern, 32, tape: tape);
+            tape.Backward(output, grad).Dispose();
+            device.Synchronize();
+        }
+
+        var tensorBytes = 2L * ctx * heads * headDim;
+        var extra = device.PeakBytes - before - 4 * tensorBytes;
+        Report(new { bench = "memory", pattern = pattern.ToString(), batch = 1, heads, ctx, headDim, extraBytes = extra, extraBytesPerToken = (double)extra / ctx, planBytes = plan.SizeInBytes },
+            string.Create(CultureInfo.InvariantCulture, $"memory fused {pattern} B1 H{heads} N{ctx,6} D{headDim}: {extra / 1e6,8:F2} MB beyond inputs/outputs/gradients ({(double)extra / ctx:F0} B per token); plan {plan.SizeInBytes / 1e6:F1} MB"));
     }
 
     private static DeviceTensor<Half> RandomTensor(ComputeDevice device, Random random, params int[] shape)

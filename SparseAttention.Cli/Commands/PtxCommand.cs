@@ -33,6 +33,8 @@ internal static class PtxCommand
             (typeof(SoftmaxKernels), "Forward", [typeof(ushort), typeof(Fp16)]),
             (typeof(SoftmaxKernels), "Backward", [typeof(ushort), typeof(Fp16)]),
             (typeof(FlashKernels), "ForwardKernel", [typeof(Fp16), KernelType("Features64")]),
+            (typeof(FlashKernels), "QueryGradKernel", [typeof(Fp16), KernelType("Features64")]),
+            (typeof(FlashKernels), "KeyValueGradKernel", [typeof(Fp16), KernelType("Features64")]),
         ];
         foreach (var (family, name, arguments) in kernels)
         {

@@ -41,10 +41,11 @@ public sealed partial class BlockSparsePlan
         Masks = new uint[LayoutHeads * nnz * WordsPerBlock];
         BlockIsFull = new int[LayoutHeads * nnz];
 
-        for (var lh = 0; lh < LayoutHeads; lh++)
-        {
-            FillHead(layout, lh);
-        }
+        // Heads fill disjoint parts of the tables; a per-head layout at long ctx evaluates billions of mask elements.
+        var maxima = new (int Row, int Column)[LayoutHeads];
+        Parallel.For(0, LayoutHeads, lh => maxima[lh] = FillHead(layout, lh));
+        MaxBlocksPerRow = maxima.Max(m => m.Row);
+        MaxBlocksPerColumn = maxima.Max(m => m.Column);
     }
 
     /// <summary>Block edge in tokens.</summary>
@@ -96,10 +97,10 @@ public sealed partial class BlockSparsePlan
     public int[] BlockIsFull { get; }
 
     /// <summary>Most blocks in any block row.</summary>
-    public int MaxBlocksPerRow { get; private set; }
+    public int MaxBlocksPerRow { get; }
 
     /// <summary>Most blocks in any block column.</summary>
-    public int MaxBlocksPerColumn { get; private set; }
+    public int MaxBlocksPerColumn { get; }
 
     /// <summary>Bytes the plan's tables take on a device.</summary>
     public long SizeInBytes => 4L * (BlockRows.Length + BlockColumns.Length + RowOffsets.Length + RowBlocks.Length
@@ -112,7 +113,7 @@ public sealed partial class BlockSparsePlan
         return (Masks[(layoutHead * BlocksPerHead + block) * WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
     }
 
-    private void FillHead(BlockLayout layout, int lh)
+    private (int Row, int Column) FillHead(BlockLayout layout, int lh)
     {
         int nb = BlockCount, nnz = BlocksPerHead, bs = BlockSize, baseBlock = lh * nnz;
         var b = 0;
@@ -156,8 +157,7 @@ public sealed partial class BlockSparsePlan
 
         FillCsr(lh, rowCounts, RowOffsets, RowBlocks, b => BlockRows[baseBlock + b]);
         FillCsr(lh, columnCounts, ColumnOffsets, ColumnBlocks, b => BlockColumns[baseBlock + b]);
-        MaxBlocksPerRow = Math.Max(MaxBlocksPerRow, rowCounts.DefaultIfEmpty().Max());
-        MaxBlocksPerColumn = Math.Max(MaxBlocksPerColumn, columnCounts.DefaultIfEmpty().Max());
+        return (rowCounts.DefaultIfEmpty().Max(), columnCounts.DefaultIfEmpty().Max());
     }
 
     // Blocks are visited in row-major order, so bucketing by row keeps column order and bucketing by column keeps row order.
