@@ -31,7 +31,9 @@ internal interface IFeatureTiles
 /// <summary>16 rows by 8 features: lane (g, t) holds (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).</summary>
 internal struct Tile8 : IFeatureTiles
 {
-    private Ref<float> c0, c1, c2, c3;
+    // Plain floats, copied into Ref locals around each mma: Ref fields made ptxas keep the whole tile in local memory
+    // (a 752-byte stack frame; plain fields: none).
+    private float c0, c1, c2, c3;
 
     /// <inheritdoc/>
     public readonly int Features => 8;
@@ -39,10 +41,10 @@ internal struct Tile8 : IFeatureTiles
     /// <inheritdoc/>
     public void Scale(float low, float high)
     {
-        c0.Value *= low;
-        c1.Value *= low;
-        c2.Value *= high;
-        c3.Value *= high;
+        c0 *= low;
+        c1 *= low;
+        c2 *= high;
+        c3 *= high;
     }
 
     /// <inheritdoc/>
@@ -53,7 +55,12 @@ internal struct Tile8 : IFeatureTiles
         var eightRows = 8 * rowStep;
         Input<uint> b0 = TensorCore.Pack(dense[first], dense[first + rowStep]);
         Input<uint> b1 = TensorCore.Pack(dense[first + eightRows], dense[first + eightRows + rowStep]);
-        MmaEmulation.Mma<TElement>(ref c0, ref c1, ref c2, ref c3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        Ref<float> d0 = c0, d1 = c1, d2 = c2, d3 = c3;
+        MmaEmulation.Mma<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        c0 = d0.Value;
+        c1 = d1.Value;
+        c2 = d2.Value;
+        c3 = d3.Value;
     }
 
     /// <inheritdoc/>
@@ -61,8 +68,8 @@ internal struct Tile8 : IFeatureTiles
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
-        pairs[(index + feature) >> 1] = element.Pack(c0.Value * low, c1.Value * low);
-        pairs[(index + feature + eightRows) >> 1] = element.Pack(c2.Value * high, c3.Value * high);
+        pairs[(index + feature) >> 1] = element.Pack(c0 * low, c1 * low);
+        pairs[(index + feature + eightRows) >> 1] = element.Pack(c2 * high, c3 * high);
     }
 }
 

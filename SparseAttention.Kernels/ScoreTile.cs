@@ -10,7 +10,7 @@ namespace SparseAttention.Kernels;
 /// </summary>
 internal struct ScoreTile
 {
-    private Ref<float> s00, s01, s02, s03, s10, s11, s12, s13;
+    private float s00, s01, s02, s03, s10, s11, s12, s13;
 
     /// <summary>
     /// Rows of <paramref name="rows"/> times rows of <paramref name="columns"/> transposed over <paramref name="depth"/>
@@ -19,8 +19,7 @@ internal struct ScoreTile
     public void Compute<TElement>(ArrayView<uint> rows, long rowPair, ArrayView<uint> columns, long columnPair, long eightRowPairs, int depth)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        s00.Value = s01.Value = s02.Value = s03.Value = 0f;
-        s10.Value = s11.Value = s12.Value = s13.Value = 0f;
+        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
         for (var k = 0; k < depth / 2; k += 8)
         {
@@ -31,37 +30,46 @@ internal struct ScoreTile
             a3 = rows[a + eightRowPairs + 4];
             b0 = columns[b];
             b1 = columns[b + 4];
-            MmaEmulation.Mma<TElement>(ref s00, ref s01, ref s02, ref s03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+            MmaEmulation.Mma<TElement>(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
             b0 = columns[b + eightRowPairs];
             b1 = columns[b + eightRowPairs + 4];
-            MmaEmulation.Mma<TElement>(ref s10, ref s11, ref s12, ref s13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+            MmaEmulation.Mma<TElement>(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
         }
+
+        s00 = c00.Value;
+        s01 = c01.Value;
+        s02 = c02.Value;
+        s03 = c03.Value;
+        s10 = c10.Value;
+        s11 = c11.Value;
+        s12 = c12.Value;
+        s13 = c13.Value;
     }
 
     /// <summary>Multiplies by <paramref name="scale"/>; elements whose bit in <paramref name="allowed"/> is clear become -inf.</summary>
     public void ScaleAndMask(float scale, int allowed)
     {
-        s00.Value = (allowed & 1) != 0 ? s00.Value * scale : float.NegativeInfinity;
-        s01.Value = (allowed & 2) != 0 ? s01.Value * scale : float.NegativeInfinity;
-        s10.Value = (allowed & 4) != 0 ? s10.Value * scale : float.NegativeInfinity;
-        s11.Value = (allowed & 8) != 0 ? s11.Value * scale : float.NegativeInfinity;
-        s02.Value = (allowed & 16) != 0 ? s02.Value * scale : float.NegativeInfinity;
-        s03.Value = (allowed & 32) != 0 ? s03.Value * scale : float.NegativeInfinity;
-        s12.Value = (allowed & 64) != 0 ? s12.Value * scale : float.NegativeInfinity;
-        s13.Value = (allowed & 128) != 0 ? s13.Value * scale : float.NegativeInfinity;
+        s00 = (allowed & 1) != 0 ? s00 * scale : float.NegativeInfinity;
+        s01 = (allowed & 2) != 0 ? s01 * scale : float.NegativeInfinity;
+        s10 = (allowed & 4) != 0 ? s10 * scale : float.NegativeInfinity;
+        s11 = (allowed & 8) != 0 ? s11 * scale : float.NegativeInfinity;
+        s02 = (allowed & 16) != 0 ? s02 * scale : float.NegativeInfinity;
+        s03 = (allowed & 32) != 0 ? s03 * scale : float.NegativeInfinity;
+        s12 = (allowed & 64) != 0 ? s12 * scale : float.NegativeInfinity;
+        s13 = (allowed & 128) != 0 ? s13 * scale : float.NegativeInfinity;
     }
 
     /// <summary>Row g's maximum over the whole tile (its quad of lanes).</summary>
-    public readonly float MaxLow() => QuadMax(XMath.Max(XMath.Max(s00.Value, s01.Value), XMath.Max(s10.Value, s11.Value)));
+    public readonly float MaxLow() => QuadMax(XMath.Max(XMath.Max(s00, s01), XMath.Max(s10, s11)));
 
     /// <summary>Row g+8's maximum over the whole tile.</summary>
-    public readonly float MaxHigh() => QuadMax(XMath.Max(XMath.Max(s02.Value, s03.Value), XMath.Max(s12.Value, s13.Value)));
+    public readonly float MaxHigh() => QuadMax(XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13)));
 
     /// <summary>This lane's part of row g's sum.</summary>
-    public readonly float PartialSumLow() => s00.Value + s01.Value + s10.Value + s11.Value;
+    public readonly float PartialSumLow() => s00 + s01 + s10 + s11;
 
     /// <summary>This lane's part of row g+8's sum.</summary>
-    public readonly float PartialSumHigh() => s02.Value + s03.Value + s12.Value + s13.Value;
+    public readonly float PartialSumHigh() => s02 + s03 + s12 + s13;
 
     /// <summary>
     /// Replaces x by exp2(x - row - column), with a subtrahend per row (g, g+8) and per column (2t, 2t+1, 8+2t, 9+2t):
@@ -69,27 +77,27 @@ internal struct ScoreTile
     /// </summary>
     public void Exp2Minus(float low, float high, float c0, float c1, float c8, float c9)
     {
-        s00.Value = Exp2(s00.Value - low - c0);
-        s01.Value = Exp2(s01.Value - low - c1);
-        s10.Value = Exp2(s10.Value - low - c8);
-        s11.Value = Exp2(s11.Value - low - c9);
-        s02.Value = Exp2(s02.Value - high - c0);
-        s03.Value = Exp2(s03.Value - high - c1);
-        s12.Value = Exp2(s12.Value - high - c8);
-        s13.Value = Exp2(s13.Value - high - c9);
+        s00 = Exp2(s00 - low - c0);
+        s01 = Exp2(s01 - low - c1);
+        s10 = Exp2(s10 - low - c8);
+        s11 = Exp2(s11 - low - c9);
+        s02 = Exp2(s02 - high - c0);
+        s03 = Exp2(s03 - high - c1);
+        s12 = Exp2(s12 - high - c8);
+        s13 = Exp2(s13 - high - c9);
     }
 
     /// <summary>The softmax gradient in place: P becomes P * (dP - delta), delta per row or, transposed, per column.</summary>
     public void SoftmaxGrad(in ScoreTile grad, float low, float high, float c0, float c1, float c8, float c9)
     {
-        s00.Value *= grad.s00.Value - low - c0;
-        s01.Value *= grad.s01.Value - low - c1;
-        s10.Value *= grad.s10.Value - low - c8;
-        s11.Value *= grad.s11.Value - low - c9;
-        s02.Value *= grad.s02.Value - high - c0;
-        s03.Value *= grad.s03.Value - high - c1;
-        s12.Value *= grad.s12.Value - high - c8;
-        s13.Value *= grad.s13.Value - high - c9;
+        s00 *= grad.s00 - low - c0;
+        s01 *= grad.s01 - low - c1;
+        s10 *= grad.s10 - low - c8;
+        s11 *= grad.s11 - low - c9;
+        s02 *= grad.s02 - high - c0;
+        s03 *= grad.s03 - high - c1;
+        s12 *= grad.s12 - high - c8;
+        s13 *= grad.s13 - high - c9;
     }
 
     /// <summary>The tile rounded to the element type as the A operand (16x16, row-major) of the next mma.</summary>
@@ -97,10 +105,10 @@ internal struct ScoreTile
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
-        a0 = element.Pack(s00.Value, s01.Value);
-        a1 = element.Pack(s02.Value, s03.Value);
-        a2 = element.Pack(s10.Value, s11.Value);
-        a3 = element.Pack(s12.Value, s13.Value);
+        a0 = element.Pack(s00, s01);
+        a1 = element.Pack(s02, s03);
+        a2 = element.Pack(s10, s11);
+        a3 = element.Pack(s12, s13);
     }
 
     /// <summary>2^x: the hardware approximation on CUDA (exact at -inf, as the masks need).</summary>

@@ -23,9 +23,10 @@ public abstract class FusedAttentionTests<T>
     [DataRow(TestDevices.Cuda, "fixed")]
     public void EveryPatternMatchesReference(string device, string mode)
     {
-        // CPU: small, since the CPU accelerator emulates each mma with shuffles. CUDA: ctx 4096 as in the benchmark.
+        // CPU: small, since the CPU accelerator emulates each mma. CUDA: the benchmark's patterns at ctx 2048 (the
+        // float64 reference on the host is what takes the time).
         var cpu = device == TestDevices.Cpu;
-        var shape = cpu ? new AttentionShape(1, 128, 2, 32) : new AttentionShape(1, 4096, 4, 64);
+        var shape = cpu ? new AttentionShape(1, 128, 2, 32) : new AttentionShape(1, 2048, 4, 64);
         var (pattern, blockSize) = mode switch
         {
             "all" => (AttentionPattern.All, cpu ? 32 : 64),
