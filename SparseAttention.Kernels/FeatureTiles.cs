@@ -17,10 +17,10 @@ internal interface IFeatureTiles
 
     /// <summary>
     /// Adds A . B, A the 16x16 fragment in <paramref name="a0"/>..<paramref name="a3"/> and B 16 rows of
-    /// <paramref name="dense"/> from feature <paramref name="feature"/>; <paramref name="index"/> is the element of B's
-    /// row 2t, feature g, and <paramref name="rowStep"/> the step between B's rows.
+    /// <paramref name="dense"/> (also seen as <paramref name="densePairs"/>) from feature <paramref name="feature"/>;
+    /// <paramref name="rowZero"/> is the element of B's row 0, feature 0, and <paramref name="rowStep"/> the step between rows.
     /// </summary>
-    void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, long index, long rowStep, int feature)
+    void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, ArrayView<uint> densePairs, long rowZero, long rowStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
@@ -48,13 +48,28 @@ internal struct Tile8 : IFeatureTiles
     }
 
     /// <inheritdoc/>
-    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, long index, long rowStep, int feature)
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, ArrayView<uint> densePairs, long rowZero, long rowStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        var first = index + feature;
-        var eightRows = 8 * rowStep;
-        Input<uint> b0 = TensorCore.Pack(dense[first], dense[first + rowStep]);
-        Input<uint> b1 = TensorCore.Pack(dense[first + eightRows], dense[first + eightRows + rowStep]);
+        Input<uint> b0, b1;
+        if (CudaAsm.IsSupported)
+        {
+            // Lane (g, t) loads the pair (row g, features 2t, 2t+1) of each 8x8 quarter; movmatrix.trans turns that into
+            // (rows 2t, 2t+1, feature g), B's fragment: two 4-byte loads instead of four 2-byte loads and two packs.
+            var lane = Warp.LaneIdx;
+            var pair = (rowZero + lane / 4 * rowStep + feature + 2 * (lane % 4)) >> 1;
+            b0 = Transpose(densePairs[pair]);
+            b1 = Transpose(densePairs[pair + 4 * rowStep]);
+        }
+        else
+        {
+            var lane = Warp.LaneIdx;
+            var first = rowZero + 2 * (lane % 4) * rowStep + feature + lane / 4;
+            var eightRows = 8 * rowStep;
+            b0 = TensorCore.Pack(dense[first], dense[first + rowStep]);
+            b1 = TensorCore.Pack(dense[first + eightRows], dense[first + eightRows + rowStep]);
+        }
+
         Ref<float> d0 = c0, d1 = c1, d2 = c2, d3 = c3;
         MmaEmulation.Mma<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
         c0 = d0.Value;
@@ -70,6 +85,15 @@ internal struct Tile8 : IFeatureTiles
         var element = default(TElement);
         pairs[(index + feature) >> 1] = element.Pack(c0 * low, c1 * low);
         pairs[(index + feature + eightRows) >> 1] = element.Pack(c2 * high, c3 * high);
+    }
+
+    // The warp's 8x8 matrix of 16-bit elements transposed: lane l gets row l / 4, elements 2(l % 4) and 2(l % 4) + 1.
+    private static uint Transpose(uint value)
+    {
+        Output<uint> transposed = default;
+        Input<uint> source = value;
+        CudaAsm.EmitRef("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;", ref transposed, ref source);
+        return transposed.Value;
     }
 }
 
@@ -95,11 +119,11 @@ internal struct Tiles<TLow, THigh> : IFeatureTiles
     }
 
     /// <inheritdoc/>
-    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, long index, long rowStep, int feature)
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, ArrayView<uint> densePairs, long rowZero, long rowStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        low.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, index, rowStep, feature);
-        high.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, index, rowStep, feature + default(TLow).Features);
+        low.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, densePairs, rowZero, rowStep, feature);
+        high.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, densePairs, rowZero, rowStep, feature + default(TLow).Features);
     }
 
     /// <inheritdoc/>

@@ -102,7 +102,7 @@ public static partial class FlashKernels
                 scoresGrad.Compute<TElement>(p.OutputGradPairs, rowPair, p.ValuePairs, keyPair, warp.EightRowPairs, dims.HeadDim);
                 scores.SoftmaxGrad(scoresGrad, deltaLow, deltaHigh, 0f, 0f, 0f, 0f);
                 scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                queryGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Key, dims.Index(warp.N, key + 2 * t, warp.H, g), warp.TokenStep, 0);
+                queryGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Key, p.KeyPairs, dims.Index(warp.N, key, warp.H, 0), warp.TokenStep, 0);
             }
         }
 
@@ -144,16 +144,16 @@ public static partial class FlashKernels
                 // Each lane's four columns are queries 2t, 2t+1, 8+2t, 9+2t of the tile.
                 var column = p.RowIndex(Grid.IdxY, query + 2 * t);
                 var queryPair = dims.Index(warp.N, query + g, warp.H, 2 * t) >> 1;
-                var queryRows = dims.Index(warp.N, query + 2 * t, warp.H, g);
+                var queryZero = dims.Index(warp.N, query, warp.H, 0);
                 scores.Compute<TElement>(p.KeyPairs, keyPair, p.QueryPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
                 scores.ScaleAndMask(scaleLog2, allowed);
                 scores.Exp2Minus(0f, 0f, p.LogSumExp[column], p.LogSumExp[column + 1], p.LogSumExp[column + 8], p.LogSumExp[column + 9]);
                 scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                valueGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.OutputGrad, queryRows, warp.TokenStep, 0);
+                valueGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.OutputGrad, p.OutputGradPairs, queryZero, warp.TokenStep, 0);
                 scoresGrad.Compute<TElement>(p.ValuePairs, keyPair, p.OutputGradPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
                 scores.SoftmaxGrad(scoresGrad, 0f, 0f, p.Delta[column], p.Delta[column + 1], p.Delta[column + 8], p.Delta[column + 9]);
                 scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                keyGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Query, queryRows, warp.TokenStep, 0);
+                keyGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Query, p.QueryPairs, queryZero, warp.TokenStep, 0);
             }
         }
 

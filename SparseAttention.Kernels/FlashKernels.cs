@@ -142,7 +142,7 @@ public static partial class FlashKernels
                 maxHigh = newHigh;
                 output.Scale(alphaLow, alphaHigh);
                 scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Value, dims.Index(warp.N, key + 2 * t, warp.H, g), warp.TokenStep, 0);
+                output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Value, p.ValuePairs, dims.Index(warp.N, key, warp.H, 0), warp.TokenStep, 0);
             }
         }
 
@@ -169,9 +169,9 @@ internal struct Features64 : IFeatureTiles
     public void Scale(float low, float high) => tiles.Scale(low, high);
 
     /// <inheritdoc/>
-    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, long index, long rowStep, int feature)
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, ArrayView<uint> densePairs, long rowZero, long rowStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement =>
-        tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, index, rowStep, feature);
+        tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, densePairs, rowZero, rowStep, feature);
 
     /// <inheritdoc/>
     public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)

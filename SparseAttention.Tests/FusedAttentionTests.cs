@@ -31,7 +31,7 @@ public abstract class FusedAttentionTests<T>
         {
             "all" => (AttentionPattern.All, cpu ? 32 : 64),
             "local" => (AttentionPattern.Local(cpu ? 64 : 256), cpu ? 32 : 64),
-            "strided" => (AttentionPattern.Strided(cpu ? 4 : 64), cpu ? 32 : 64),
+            "strided" => (AttentionPattern.Strided(cpu ? 4 : 64), 32),
             _ => (cpu ? AttentionPattern.Fixed(64, 2, 1) : AttentionPattern.Fixed(128, 4, 1), 32),
         };
         var mask = pattern.ToTokenMask(shape.Ctx, blockSize, shape.Heads);
