@@ -93,13 +93,3 @@ internal readonly record struct AddAction<T>(DeviceTensor<T> Left, DeviceTensor<
         where TE : struct, IElement<TS> =>
         ElementwiseKernels.Add<TS, TE>(Left.Device.Accelerator, new AddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output) });
 }
-
-/// <summary>Token permutation launch; the bits move unchanged, so only the storage width matters.</summary>
-internal readonly record struct PermuteAction<T>(DeviceTensor<T> Input, DeviceTensor<T> Output, int Ctx, int Embedding, int Stride) : IElementAction
-    where T : unmanaged
-{
-    public void Run<TS, TE>()
-        where TS : unmanaged
-        where TE : struct, IElement<TS> =>
-        PermuteKernels.Launch(Input.Device.Accelerator, new PermuteParams<TS> { Input = As<T, TS>(Input), Output = As<T, TS>(Output), Ctx = Ctx, Embedding = Embedding, Stride = Stride });
-}

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using SparseAttention.Kernels;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Ops;
@@ -23,7 +25,19 @@ public static class TensorOps
         Guard.Positive(stride, nameof(stride));
         Guard.MultipleOf(ctx, "ctx", stride, nameof(stride));
         var output = DeviceTensor<T>.Allocate(input.Device, [.. input.Shape]);
-        ElementDispatch.Run<T, PermuteAction<T>>(new(input, output, ctx, embedding, inverse ? ctx / stride : stride));
+        var permutation = inverse ? ctx / stride : stride;
+        var tokenBytes = embedding * Unsafe.SizeOf<T>();
+        var accelerator = input.Device.Accelerator;
+        if (tokenBytes % 4 == 0)
+        {
+            // Only bytes move: whole 4-byte words per thread whatever the element type.
+            PermuteKernels.Launch(accelerator, new PermuteParams<uint> { Input = ElementDispatch.As<T, uint>(input), Output = ElementDispatch.As<T, uint>(output), Ctx = ctx, Embedding = tokenBytes / 4, Stride = permutation });
+        }
+        else
+        {
+            PermuteKernels.Launch(accelerator, new PermuteParams<T> { Input = input.View.AsContiguous(), Output = output.View.AsContiguous(), Ctx = ctx, Embedding = embedding, Stride = permutation });
+        }
+
         return output;
     }
 
