@@ -1,4 +1,5 @@
 using SparseAttention.Layouts;
+using SparseAttention.Tensors;
 
 namespace SparseAttention.Tests.Support;
 
@@ -11,7 +12,7 @@ internal static class NaiveAttention
 {
     public static (double[] Output, double[] Dq, double[] Dk, double[] Dv) Run<T>(double[] q, double[] k, double[] v, double[] outputGrad, AttentionShape s, TokenMask mask, double scale)
     {
-        double R(double x) => Errors.RoundTo<T>([x])[0];
+        static double R(double x) => Numeric.ToDouble(Numeric.FromDouble<T>(x));
         double[] output = new double[s.Elements], dq = new double[s.Elements], dk = new double[s.Elements], dv = new double[s.Elements];
         Parallel.For(0, s.Batch * s.Heads, pair =>
         {
