@@ -85,14 +85,9 @@ public static partial class FlashKernels
             for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
             {
                 var key = block.Other + chunk;
-                var allowed = ChunkMask.All;
-                if (!block.IsFull || key + 15 >= p.AutoregressAtKey)
+                if (!warp.Keeps(p, block, chunk, out var allowed))
                 {
-                    allowed = ChunkMask.ForQueries(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, key, p.AutoregressAtKey);
-                    if (!ChunkMask.AnyInWarp(allowed))
-                    {
-                        continue;
-                    }
+                    continue;
                 }
 
                 var keyPair = dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1;
@@ -131,14 +126,9 @@ public static partial class FlashKernels
             for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
             {
                 var query = block.Other + chunk;
-                var allowed = ChunkMask.All;
-                if (!block.IsFull || warp.First + 15 >= p.AutoregressAtKey)
+                if (!warp.Keeps(p, block, chunk, out var allowed))
                 {
-                    allowed = ChunkMask.ForKeys(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, query, p.AutoregressAtKey);
-                    if (!ChunkMask.AnyInWarp(allowed))
-                    {
-                        continue;
-                    }
+                    continue;
                 }
 
                 // Each lane's four columns are queries 2t, 2t+1, 8+2t, 9+2t of the tile.

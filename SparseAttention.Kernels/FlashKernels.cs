@@ -118,14 +118,9 @@ public static partial class FlashKernels
             for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
             {
                 var key = block.Other + chunk;
-                var allowed = ChunkMask.All;
-                if (!block.IsFull || key + 15 >= p.AutoregressAtKey)
+                if (!warp.Keeps(p, block, chunk, out var allowed))
                 {
-                    allowed = ChunkMask.ForQueries(p.Plan, block.MaskBase, block.IsFull, warp.InBlock, chunk, warp.First, key, p.AutoregressAtKey);
-                    if (!ChunkMask.AnyInWarp(allowed))
-                    {
-                        continue;
-                    }
+                    continue;
                 }
 
                 scores.Compute<TElement>(p.QueryPairs, queryPair, p.KeyPairs, dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1, warp.EightRowPairs, dims.HeadDim);

@@ -61,6 +61,26 @@ internal readonly struct FlashWarp
     /// <summary>Element pairs between token r and r+8.</summary>
     public long EightRowPairs { get; }
 
+    /// <summary>
+    /// Which elements of the 16x16 tile at <paramref name="chunk"/> of <paramref name="block"/> this lane keeps
+    /// (<see cref="ScoreTile"/>'s bit order); false when no lane of the warp keeps any, so the tile is skipped.
+    /// </summary>
+    public bool Keeps(in FlashParams p, in PairedBlock block, int chunk, out int allowed)
+    {
+        allowed = ChunkMask.All;
+        var other = block.Other + chunk;
+        var lastKey = transposed ? First + 15 : other + 15;
+        if (block.IsFull && lastKey < p.AutoregressAtKey)
+        {
+            return true;
+        }
+
+        allowed = transposed
+            ? ChunkMask.ForKeys(p.Plan, block.MaskBase, block.IsFull, InBlock, chunk, First, other, p.AutoregressAtKey)
+            : ChunkMask.ForQueries(p.Plan, block.MaskBase, block.IsFull, InBlock, chunk, First, other, p.AutoregressAtKey);
+        return ChunkMask.AnyInWarp(allowed);
+    }
+
     /// <summary>The block of LUT entry <paramref name="entry"/>.</summary>
     public PairedBlock Block(int entry)
     {
