@@ -60,6 +60,17 @@ public abstract class FusedAttentionTests<T>
     [TestMethod]
     [DataRow(TestDevices.Cpu)]
     [DataRow(TestDevices.Cuda)]
+    public void DenseWithTokenMaskMatchesReference(string device)
+    {
+        // Dense attention plans 64-token blocks for the fused kernels; the token mask empties whole tiles above the diagonal.
+        var shape = new AttentionShape(1, 128, 2, 32);
+        TokenMask mask = (h, q, k) => k <= q && (q - k + h) % 3 != 1;
+        AttentionCheck.AgainstReference<T>(device, shape, mask, (q, k, v, tape) => BlockSparseAttention.Dense(q, k, v, shape.Heads, mask, Fused, tape), "fused dense");
+    }
+
+    [TestMethod]
+    [DataRow(TestDevices.Cpu)]
+    [DataRow(TestDevices.Cuda)]
     public void EmptyRowsAndColumnsGiveZerosAndZeroGradients(string device)
     {
         // Bidirectional layout, an element predicate per head, with an empty block row (1) and column (2); autoregressAtKey trims the future.
