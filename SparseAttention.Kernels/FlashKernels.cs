@@ -12,6 +12,10 @@ namespace SparseAttention.Kernels;
 // Versions:
 //   v1  warps independent, fragments loaded from global memory (L1/L2), 16-key chunks, online max/sum per chunk,
 //       whole chunks no lane keeps skipped, full blocks skip the mask, deterministic backward without atomics.
+//       Accumulator tiles as Ref<float> fields: ptxas kept them on a 752-byte stack (H200: all 4k forward 18.8 ms).
+//   v2  tiles as plain float fields copied into Ref locals around each mma: no stack frame (4.1 ms).
+//   v3  B fragments as 4-byte pairs transposed by movmatrix instead of 2-byte loads: same speed (latency-bound).
+//   (v4 changed the permutation and the host side only; numbers in docs/benchmarks.md.)
 
 /// <summary>Arguments of the fused attention kernels; each kernel reads the fields it needs.</summary>
 public readonly struct FlashParams
