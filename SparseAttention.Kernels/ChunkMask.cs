@@ -20,18 +20,7 @@ internal static class ChunkMask
         var lane = Warp.LaneIdx;
         int g = lane / 4, t = lane % 4;
         int low = RowBits(plan, maskBase, isFull, rowInBlock + g, keyInBlock, t), high = RowBits(plan, maskBase, isFull, rowInBlock + g + 8, keyInBlock, t);
-        var bits = low | (high << 4);
-        for (var i = 0; i < 8; i++)
-        {
-            var k = key + Column(i & 3, t);
-            var q = query + g + (i >> 2) * 8;
-            if (k >= autoregressAtKey && k > q)
-            {
-                bits &= ~(1 << i);
-            }
-        }
-
-        return bits;
+        return WithoutFuture(low | (high << 4), query, key, autoregressAtKey, keysAreRows: false);
     }
 
     /// <summary>
@@ -58,17 +47,7 @@ internal static class ChunkMask
             bits |= (int)((word >> 8) & 1u) << (i + 4);
         }
 
-        for (var i = 0; i < 8; i++)
-        {
-            var q = query + Column(i & 3, t);
-            var k = key + g + (i >> 2) * 8;
-            if (k >= autoregressAtKey && k > q)
-            {
-                bits &= ~(1 << i);
-            }
-        }
-
-        return bits;
+        return WithoutFuture(bits, key, query, autoregressAtKey, keysAreRows: true);
     }
 
     /// <summary>True when any lane of the warp keeps any element: tiles nobody keeps are skipped.</summary>
@@ -80,6 +59,25 @@ internal static class ChunkMask
         }
 
         return bits != 0;
+    }
+
+    // Clears the elements autoregress_at_key removes: keys at or after it that lie after their query. Rows start at
+    // token firstRow (+g, +g+8), columns at firstColumn (+2t, +2t+1, +8+2t, +9+2t); keysAreRows says which side is the key.
+    private static int WithoutFuture(int bits, int firstRow, int firstColumn, int autoregressAtKey, bool keysAreRows)
+    {
+        var lane = Warp.LaneIdx;
+        int g = lane / 4, t = lane % 4;
+        for (var i = 0; i < 8; i++)
+        {
+            int row = firstRow + g + (i >> 2) * 8, column = firstColumn + Column(i & 3, t);
+            int k = keysAreRows ? row : column, q = keysAreRows ? column : row;
+            if (k >= autoregressAtKey && k > q)
+            {
+                bits &= ~(1 << i);
+            }
+        }
+
+        return bits;
     }
 
     // Column of bit i (0-3) for lane t: 2t, 2t+1, 8+2t, 9+2t.

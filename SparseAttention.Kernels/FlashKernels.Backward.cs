@@ -15,25 +15,7 @@ public static partial class FlashKernels
         ArgumentNullException.ThrowIfNull(accelerator);
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
         KernelCache.Get<FlashParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
-        Action<FlashParams> dq, dkdv;
-        switch (queryGrad.Dims.HeadDim)
-        {
-            case 32:
-                dq = QueryGradKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>;
-                dkdv = KeyValueGradKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>;
-                break;
-            case 64:
-                dq = QueryGradKernel<TElement, Features64>;
-                dkdv = KeyValueGradKernel<TElement, Features64>;
-                break;
-            case 128:
-                dq = QueryGradKernel<TElement, Tiles<Features64, Features64>>;
-                dkdv = KeyValueGradKernel<TElement, Tiles<Features64, Features64>>;
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(queryGrad), queryGrad.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128");
-        }
-
+        var (_, dq, dkdv) = KernelsFor<TElement>(queryGrad.Dims.HeadDim);
         KernelCache.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad), queryGrad);
         KernelCache.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad), keyValueGrad);
     }

@@ -2,6 +2,8 @@ using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using Features128 = SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Features64, SparseAttention.Kernels.Features64>;
+using Features32 = SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tile8, SparseAttention.Kernels.Tile8>, SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tile8, SparseAttention.Kernels.Tile8>>;
 
 namespace SparseAttention.Kernels;
 
@@ -89,15 +91,19 @@ public static partial class FlashKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        Action<FlashParams> kernel = p.Dims.HeadDim switch
-        {
-            32 => ForwardKernel<TElement, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>>,
-            64 => ForwardKernel<TElement, Features64>,
-            128 => ForwardKernel<TElement, Tiles<Features64, Features64>>,
-            _ => throw new ArgumentOutOfRangeException(nameof(p), p.Dims.HeadDim, "the fused kernels take head dims 32, 64 and 128"),
-        };
+        var kernel = KernelsFor<TElement>(p.Dims.HeadDim).Forward;
         KernelCache.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p), p);
     }
+
+    // The forward, dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
+    private static (Action<FlashParams> Forward, Action<FlashParams> QueryGrad, Action<FlashParams> KeyValueGrad) KernelsFor<TElement>(int headDim)
+        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
+        {
+            32 => (ForwardKernel<TElement, Features32>, QueryGradKernel<TElement, Features32>, KeyValueGradKernel<TElement, Features32>),
+            64 => (ForwardKernel<TElement, Features64>, QueryGradKernel<TElement, Features64>, KeyValueGradKernel<TElement, Features64>),
+            128 => (ForwardKernel<TElement, Features128>, QueryGradKernel<TElement, Features128>, KeyValueGradKernel<TElement, Features128>),
+            _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
+        };
 
     // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
     private static KernelConfig Config(Accelerator accelerator, in FlashParams p) =>
@@ -159,7 +165,7 @@ public static partial class FlashKernels
 /// <summary>64 features: eight m16n8 accumulators.</summary>
 internal struct Features64 : IFeatureTiles
 {
-    private Tiles<Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>, Tiles<Tiles<Tile8, Tile8>, Tiles<Tile8, Tile8>>> tiles;
+    private Tiles<Features32, Features32> tiles;
 
     /// <inheritdoc/>
     public readonly int Features => 64;
