@@ -4,7 +4,7 @@ using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
 
-/// <summary>DSD v2: tensor cores for fp16 and bf16.</summary>
+/// <summary>DSD v3: tensor cores for fp16 and bf16, weight and dense tiles staged through shared memory.</summary>
 public static partial class DsdKernels
 {
     /// <summary>The plain or transposed block-sparse times dense product with mma.sync (plain C# twin on the CPU).</summary>
@@ -12,86 +12,111 @@ public static partial class DsdKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var warpTiles = DsdWarpTile.Count(p.Dims);
-        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        var edge = SharedTiles.Edge(p.Plan.BlockSize);
+        var words = edge * (SharedTiles.RowWords(edge) + SharedTiles.RowWords(p.Dims.HeadDim));
+        var threads = edge / 16 * (p.Dims.HeadDim / 16) * 32;
+        var config = new KernelConfig(new Index2D(p.Dims.Ctx / edge, p.Dims.Batch * p.Dims.Heads), new Index2D(threads, 1), SharedTiles.Words(words));
+        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
     }
 
+    // One group per edge output rows of a (sequence, head), one warp per 16 rows by 16 features of them. For each block
+    // of the LUT row (plain) or column (transposed) and each edge-deep slice of it, the group stages the weight tile and
+    // the dense rows it multiplies with 16-byte loads; the warps read their fragments from shared memory, transposing
+    // 8x8 quarters with movmatrix where the fragment runs across staged rows.
     internal static void TensorCoreKernel<TElement>(DsdParams<ushort> p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
         var dims = p.Dims;
         var plan = p.Plan;
-        var bs = plan.BlockSize;
+        int bs = plan.BlockSize, edge = SharedTiles.Edge(bs);
         var transposed = p.Transposed != 0;
-        var tile = new DsdWarpTile(plan, dims, transposed);
-        if (!tile.IsActive)
-        {
-            return;
-        }
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        int firstRow = Grid.IdxX * edge, outBlock = firstRow / bs, rowInBlock = firstRow % bs;
+        var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
+        var start = offsets[lh * (plan.BlockCount + 1) + outBlock];
+        var end = offsets[lh * (plan.BlockCount + 1) + outBlock + 1];
 
-        int g = tile.G, t = tile.T;
-        var tokenStep = tile.TokenStep;
+        var words = SharedMemory.GetDynamic<uint>();
+        var halves = words.Cast<ushort>();
+        var quads = words.Cast<Quad>();
+        int weightStride = SharedTiles.RowWords(edge), denseStride = SharedTiles.RowWords(dims.HeadDim);
+        var dense = edge * weightStride;
+        long tokenQuads = (long)dims.Heads * dims.HeadDim / 8;
 
-        // A[m][k] = W[m][k] (plain) or W[k][m] (transposed), m the output row, k the token of the other block.
-        long aRowStep = tile.ARowStep, aColumnStep = tile.AColumnStep;
+        int warp = Group.IdxX / 32, lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        var featureTiles = dims.HeadDim / 16;
+        int rows = warp / featureTiles * 16, features = warp % featureTiles * 16;
+
+        // Accumulators of the two 16x8 tiles (features +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-        for (var entry = tile.Start; entry < tile.End; entry++)
+        for (var entry = start; entry < end; entry++)
         {
-            var block = tile.Block(entry);
-            var aRow = tile.WeightIndex(block);
-            var aFirst = aRow + 2 * t * aColumnStep;
-            var denseFirst = tile.DenseIndex(block, 2 * t, tile.D0 + g);
-            var columnFirst = tile.DenseIndex(block, 0, tile.D0 + 2 * t);
-            for (var kk = 0; kk < bs; kk += 16)
+            var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
+            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
+            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            for (var slice = 0; slice < bs; slice += edge)
             {
-                var a = aFirst + kk * aColumnStep;
-                var dense = denseFirst + kk * tokenStep;
-                if (CudaAsm.IsSupported)
+                // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
+                long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
+                Group.Barrier();
+                SharedTiles.Stage(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) / 8, bs / 8, edge, edge / 8, quads, 0, weightStride);
+                SharedTiles.Stage(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, dense, denseStride);
+                Group.Barrier();
+                for (var k = 0; k < edge; k += 16)
                 {
-                    if (transposed)
+                    if (CudaAsm.IsSupported)
                     {
-                        a0 = TensorCore.Pack(p.Weights[a], p.Weights[a + bs]);
-                        a1 = TensorCore.Pack(p.Weights[a + 8], p.Weights[a + 8 + bs]);
-                        a2 = TensorCore.Pack(p.Weights[a + 8 * bs], p.Weights[a + 9 * bs]);
-                        a3 = TensorCore.Pack(p.Weights[a + 8 + 8 * bs], p.Weights[a + 8 + 9 * bs]);
+                        if (transposed)
+                        {
+                            // A = W^T: quarter (m 0..7, k 0..7) is the transpose of staged rows k.., columns rows...
+                            var quarter = (k + g) * weightStride + rows / 2 + t;
+                            a0 = TensorCore.Transpose(words[quarter]);
+                            a1 = TensorCore.Transpose(words[quarter + 4]);
+                            a2 = TensorCore.Transpose(words[quarter + 8 * weightStride]);
+                            a3 = TensorCore.Transpose(words[quarter + 8 * weightStride + 4]);
+                        }
+                        else
+                        {
+                            var pair = (rows + g) * weightStride + k / 2 + t;
+                            a0 = words[pair];
+                            a1 = words[pair + 8 * weightStride];
+                            a2 = words[pair + 4];
+                            a3 = words[pair + 8 * weightStride + 4];
+                        }
+
+                        // B (k by feature) runs down staged dense rows: transpose the quarters (rows k.., features ..).
+                        var densePair = dense + (k + g) * denseStride + features / 2 + t;
+                        b0 = TensorCore.Transpose(words[densePair]);
+                        b1 = TensorCore.Transpose(words[densePair + 8 * denseStride]);
+                        element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                        b0 = TensorCore.Transpose(words[densePair + 4]);
+                        b1 = TensorCore.Transpose(words[densePair + 8 * denseStride + 4]);
+                        element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
                     }
                     else
                     {
-                        a0 = p.WeightPairs[a >> 1];
-                        a1 = p.WeightPairs[(a + 8 * bs) >> 1];
-                        a2 = p.WeightPairs[(a + 8) >> 1];
-                        a3 = p.WeightPairs[(a + 8 * bs + 8) >> 1];
+                        // Element indices: A row g at this k and its step along k; dense row k, feature 2t, and the row step.
+                        long weightRowElements = 2 * weightStride, denseRow = 2 * denseStride;
+                        long aRow = transposed ? k * weightRowElements + rows + g : (rows + g) * weightRowElements + k;
+                        long aStep = transposed ? weightRowElements : 1, aEight = transposed ? 8 : 8 * weightRowElements;
+                        long column = 2 * dense + k * denseRow + features + 2 * t;
+                        c00.Value += TensorCore.Dot16(element, halves, aRow, aStep, halves, column, denseRow);
+                        c01.Value += TensorCore.Dot16(element, halves, aRow, aStep, halves, column + 1, denseRow);
+                        c02.Value += TensorCore.Dot16(element, halves, aRow + aEight, aStep, halves, column, denseRow);
+                        c03.Value += TensorCore.Dot16(element, halves, aRow + aEight, aStep, halves, column + 1, denseRow);
+                        c10.Value += TensorCore.Dot16(element, halves, aRow, aStep, halves, column + 8, denseRow);
+                        c11.Value += TensorCore.Dot16(element, halves, aRow, aStep, halves, column + 9, denseRow);
+                        c12.Value += TensorCore.Dot16(element, halves, aRow + aEight, aStep, halves, column + 8, denseRow);
+                        c13.Value += TensorCore.Dot16(element, halves, aRow + aEight, aStep, halves, column + 9, denseRow);
                     }
-
-                    var eightTokens = 8 * tokenStep;
-                    b0 = TensorCore.Pack(p.Dense[dense], p.Dense[dense + tokenStep]);
-                    b1 = TensorCore.Pack(p.Dense[dense + eightTokens], p.Dense[dense + eightTokens + tokenStep]);
-                    element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                    b0 = TensorCore.Pack(p.Dense[dense + 8], p.Dense[dense + tokenStep + 8]);
-                    b1 = TensorCore.Pack(p.Dense[dense + eightTokens + 8], p.Dense[dense + eightTokens + tokenStep + 8]);
-                    element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                }
-                else
-                {
-                    var rowG = aRow + kk * aColumnStep;
-                    var rowG8 = rowG + 8 * aRowStep;
-                    var column = columnFirst + kk * tokenStep;
-                    c00.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column, tokenStep);
-                    c01.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 1, tokenStep);
-                    c02.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column, tokenStep);
-                    c03.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 1, tokenStep);
-                    c10.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 8, tokenStep);
-                    c11.Value += TensorCore.Dot16(element, p.Weights, rowG, aColumnStep, p.Dense, column + 9, tokenStep);
-                    c12.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 8, tokenStep);
-                    c13.Value += TensorCore.Dot16(element, p.Weights, rowG8, aColumnStep, p.Dense, column + 9, tokenStep);
                 }
             }
         }
 
-        var output = tile.OutputIndex;
-        var eightRows = 8 * tokenStep;
+        var output = dims.Index(n, firstRow + rows + g, h, features + 2 * t);
+        var eightRows = 8L * dims.Heads * dims.HeadDim;
         p.OutputPairs[output >> 1] = element.Pack(c00.Value, c01.Value);
         p.OutputPairs[(output + eightRows) >> 1] = element.Pack(c02.Value, c03.Value);
         p.OutputPairs[(output + 8) >> 1] = element.Pack(c10.Value, c11.Value);

@@ -10,6 +10,9 @@ namespace SparseAttention.Kernels;
 //       Blocks are summed in LUT order, so results are deterministic. A block row with no blocks writes zeros. fp32 path.
 //   v2  fp16/bf16: tensor cores (mma.sync m16n8k16) in DsdKernels.TensorCore.cs; one warp per 16x16 output tile,
 //       fragments gathered from global memory; same LUT order, so still deterministic.
+//   v3  fp16/bf16: one group per 64 output rows (or a smaller block's rows), a warp per 16 rows x 16 features; each
+//       block's weight tile and dense rows staged in shared memory with 16-byte loads, fragments read from there
+//       (movmatrix for the ones that run across rows). Same LUT order.
 
 /// <summary>Arguments of the DSD kernels.</summary>
 /// <typeparam name="T">Storage type.</typeparam>
@@ -31,8 +34,11 @@ public readonly struct DsdParams<T>
     /// <summary>1 when the weights are stored in bf16 whatever <typeparamref name="T"/> is.</summary>
     public int WeightsAreBf16 { get; init; }
 
-    /// <summary>16-bit types only: <see cref="Weights"/> as packed pairs, for tensor-core fragment loads.</summary>
-    public ArrayView<uint> WeightPairs { get; init; }
+    /// <summary>16-bit types only: <see cref="Weights"/> as 16-byte quads, for staging into shared memory.</summary>
+    public ArrayView<Quad> WeightQuads { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Dense"/> as quads.</summary>
+    public ArrayView<Quad> DenseQuads { get; init; }
 
     /// <summary>16-bit types only: <see cref="Output"/> as packed pairs.</summary>
     public ArrayView<uint> OutputPairs { get; init; }

@@ -58,8 +58,8 @@ internal struct Tile8 : IFeatureTiles
             // (rows 2t, 2t+1, feature g), B's fragment: two 4-byte loads instead of four 2-byte loads and two packs.
             var lane = Warp.LaneIdx;
             var pair = (rowZero + lane / 4 * rowStep + feature + 2 * (lane % 4)) >> 1;
-            b0 = Transpose(densePairs[pair]);
-            b1 = Transpose(densePairs[pair + 4 * rowStep]);
+            b0 = TensorCore.Transpose(densePairs[pair]);
+            b1 = TensorCore.Transpose(densePairs[pair + 4 * rowStep]);
         }
         else
         {
@@ -85,15 +85,6 @@ internal struct Tile8 : IFeatureTiles
         var element = default(TElement);
         pairs[(index + feature) >> 1] = element.Pack(c0 * low, c1 * low);
         pairs[(index + feature + eightRows) >> 1] = element.Pack(c2 * high, c3 * high);
-    }
-
-    // The warp's 8x8 matrix of 16-bit elements transposed: lane l gets row l / 4, elements 2(l % 4) and 2(l % 4) + 1.
-    private static uint Transpose(uint value)
-    {
-        Output<uint> transposed = default;
-        Input<uint> source = value;
-        CudaAsm.EmitRef("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;", ref transposed, ref source);
-        return transposed.Value;
     }
 }
 

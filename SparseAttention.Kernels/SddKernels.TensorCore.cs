@@ -4,7 +4,7 @@ using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
 
-/// <summary>SDD v2: tensor cores for fp16 and bf16.</summary>
+/// <summary>SDD v3: tensor cores for fp16 and bf16, operands and result staged through shared memory.</summary>
 public static partial class SddKernels
 {
     /// <summary>Computes every enabled block of <c>Left . Right^T</c> with mma.sync (plain C# twin on the CPU accelerator).</summary>
@@ -12,74 +12,95 @@ public static partial class SddKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var warpTiles = SddWarpTile.Count(p.Plan);
-        if (warpTiles == 0)
+        var edge = SharedTiles.Edge(p.Plan.BlockSize);
+        var tilesPerBlock = p.Plan.BlockSize / edge;
+        var groups = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        if (groups == 0)
         {
             return;
         }
 
-        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        var words = edge * (2 * SharedTiles.RowWords(p.Dims.HeadDim) + SharedTiles.RowWords(edge));
+        var config = new KernelConfig(new Index2D(groups, p.Dims.Batch * p.Dims.Heads), new Index2D(edge / 16 * 32, 1), SharedTiles.Words(words));
+        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
     }
 
+    // One group per edge x edge tile of an enabled block: both operands' rows are staged once with 16-byte loads, each
+    // warp computes 16 rows of the tile against every staged key, and the tile leaves through shared memory as
+    // 16-byte stores (a 16x16 warp tile stored directly is 16-byte pieces of 32-byte sectors).
     internal static void TensorCoreKernel<TElement>(SddParams<ushort> p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
         var dims = p.Dims;
-        var tile = new SddWarpTile(p.Plan, dims);
-        if (!tile.IsActive)
+        var plan = p.Plan;
+        int bs = plan.BlockSize, edge = SharedTiles.Edge(bs), tilesPerBlock = bs / edge;
+        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
+        var block = Grid.IdxX / (tilesPerBlock * tilesPerBlock);
+        var tileInBlock = Grid.IdxX % (tilesPerBlock * tilesPerBlock);
+        int tileRow = tileInBlock / tilesPerBlock * edge, tileColumn = tileInBlock % tilesPerBlock * edge;
+        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
+        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+
+        var words = SharedMemory.GetDynamic<uint>();
+        var halves = words.Cast<ushort>();
+        var quads = words.Cast<Quad>();
+        int operandStride = SharedTiles.RowWords(dims.HeadDim), outputStride = SharedTiles.RowWords(edge);
+        int left = 0, right = edge * operandStride, output = 2 * edge * operandStride;
+        long tokenQuads = (long)dims.Heads * dims.HeadDim / 8;
+        SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, left, operandStride);
+        SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, right, operandStride);
+        Group.Barrier();
+
+        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
+        var rowWord = left + (Group.IdxX / 32 * 16 + g) * operandStride + t;
+        var eightRows = 8 * operandStride;
+        for (var column = 0; column < edge; column += 16)
         {
-            return;
+            // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+            Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+            Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+            var keyWord = right + (column + g) * operandStride + t;
+            for (var k = 0; k < dims.HeadDim / 2; k += 8)
+            {
+                if (CudaAsm.IsSupported)
+                {
+                    // A: query rows g, g+8, element pairs t and t+4; B (k by key, given as key rows): the same pairs of key g.
+                    a0 = words[rowWord + k];
+                    a1 = words[rowWord + eightRows + k];
+                    a2 = words[rowWord + k + 4];
+                    a3 = words[rowWord + eightRows + k + 4];
+                    b0 = words[keyWord + k];
+                    b1 = words[keyWord + k + 4];
+                    element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                    b0 = words[keyWord + eightRows + k];
+                    b1 = words[keyWord + eightRows + k + 4];
+                    element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                }
+                else
+                {
+                    // Element indices of query row g and key 2t at this k; rows are 2 * stride elements apart.
+                    long query = 2 * (rowWord - t + k), key = 2 * (keyWord - t + k - g * operandStride + 2 * t * operandStride), row = 2 * operandStride;
+                    c00.Value += TensorCore.Dot16(element, halves, query, 1, halves, key, 1);
+                    c01.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + row, 1);
+                    c02.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key, 1);
+                    c03.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + row, 1);
+                    c10.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 8 * row, 1);
+                    c11.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 9 * row, 1);
+                    c12.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 8 * row, 1);
+                    c13.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 9 * row, 1);
+                }
+            }
+
+            var outputWord = output + (Group.IdxX / 32 * 16 + g) * outputStride + column / 2 + t;
+            words[outputWord] = element.Pack(c00.Value, c01.Value);
+            words[outputWord + 8 * outputStride] = element.Pack(c02.Value, c03.Value);
+            words[outputWord + 4] = element.Pack(c10.Value, c11.Value);
+            words[outputWord + 8 * outputStride + 4] = element.Pack(c12.Value, c13.Value);
         }
 
-        int n = tile.N, h = tile.H, g = tile.G, t = tile.T, leftRow = tile.LeftRow, rightRow = tile.RightRow;
-        var eightRows = 8L * dims.Heads * dims.HeadDim;
-
-        // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
-        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-        // Fragment addresses advance by 16 elements (8 pairs) per k-step; only the offsets are computed in the loop.
-        var aFirst = dims.Index(n, leftRow + g, h, 2 * t);
-        var bFirst = dims.Index(n, rightRow + g, h, 2 * t);
-        long aPair = aFirst >> 1, bPair = bFirst >> 1, eightRowPairs = eightRows >> 1;
-        for (var k0 = 0; k0 < dims.HeadDim; k0 += 16)
-        {
-            if (CudaAsm.IsSupported)
-            {
-                var ap = aPair + (k0 >> 1);
-                var bp = bPair + (k0 >> 1);
-                a0 = p.LeftPairs[ap];
-                a1 = p.LeftPairs[ap + eightRowPairs];
-                a2 = p.LeftPairs[ap + 4];
-                a3 = p.LeftPairs[ap + eightRowPairs + 4];
-                b0 = p.RightPairs[bp];
-                b1 = p.RightPairs[bp + 4];
-                element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                b0 = p.RightPairs[bp + eightRowPairs];
-                b1 = p.RightPairs[bp + eightRowPairs + 4];
-                element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-            }
-            else
-            {
-                var rowG = aFirst - 2 * t + k0;
-                var key = dims.Index(n, rightRow + 2 * t, h, k0);
-                var keyStep = (long)dims.Heads * dims.HeadDim;
-                c00.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key, 1);
-                c01.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + keyStep, 1);
-                c02.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key, 1);
-                c03.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + keyStep, 1);
-                c10.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows, 1);
-                c11.Value += TensorCore.Dot16(element, p.Left, rowG, 1, p.Right, key + eightRows + keyStep, 1);
-                c12.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows, 1);
-                c13.Value += TensorCore.Dot16(element, p.Left, rowG + eightRows, 1, p.Right, key + eightRows + keyStep, 1);
-            }
-        }
-
-        var output = tile.OutputIndex;
-        var eightOutputRows = 8L * p.Plan.BlockSize;
-        p.OutputPairs[output >> 1] = element.Pack(c00.Value, c01.Value);
-        p.OutputPairs[(output + eightOutputRows) >> 1] = element.Pack(c02.Value, c03.Value);
-        p.OutputPairs[(output + 8) >> 1] = element.Pack(c10.Value, c11.Value);
-        p.OutputPairs[(output + eightOutputRows + 8) >> 1] = element.Pack(c12.Value, c13.Value);
+        Group.Barrier();
+        var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+        SharedTiles.Unstage(quads, output, outputStride, edge, edge / 8, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) / 8, bs / 8);
     }
 }

@@ -9,6 +9,8 @@ namespace SparseAttention.Kernels;
 //       Plain C#, so the CPU accelerator runs the very same code. Still the fp32 path, optionally storing bf16 weights.
 //   v2  fp16/bf16: tensor cores (mma.sync m16n8k16, fp32 accumulate) in SddKernels.TensorCore.cs; one warp per 16x16
 //       output tile, fragments loaded straight from global memory as packed pairs; no shared memory, no barriers.
+//   v3  fp16/bf16: one group per 64x64 tile (or the whole smaller block), both operands staged in shared memory with
+//       16-byte loads and read by the warps from there, the result leaving through shared memory as 16-byte stores.
 
 /// <summary>Arguments of the SDD kernel.</summary>
 /// <typeparam name="T">Storage type of the inputs and the block-sparse output.</typeparam>
@@ -30,14 +32,14 @@ public readonly struct SddParams<T>
     /// <summary>1 to store the weights in bf16 whatever <typeparamref name="T"/> is (the original kept its logits in bf16).</summary>
     public int WeightsAreBf16 { get; init; }
 
-    /// <summary>16-bit types only: <see cref="Left"/> as packed pairs, for tensor-core fragment loads.</summary>
-    public ArrayView<uint> LeftPairs { get; init; }
+    /// <summary>16-bit types only: <see cref="Left"/> as 16-byte quads, for staging into shared memory.</summary>
+    public ArrayView<Quad> LeftQuads { get; init; }
 
-    /// <summary>16-bit types only: <see cref="Right"/> as packed pairs.</summary>
-    public ArrayView<uint> RightPairs { get; init; }
+    /// <summary>16-bit types only: <see cref="Right"/> as quads.</summary>
+    public ArrayView<Quad> RightQuads { get; init; }
 
-    /// <summary>16-bit types only: <see cref="Output"/> as packed pairs.</summary>
-    public ArrayView<uint> OutputPairs { get; init; }
+    /// <summary>16-bit types only: <see cref="Output"/> as quads.</summary>
+    public ArrayView<Quad> OutputQuads { get; init; }
 
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }

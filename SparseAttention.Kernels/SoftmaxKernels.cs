@@ -13,6 +13,8 @@ namespace SparseAttention.Kernels;
 //   v2  per-block values (LUT entry, key block, full flag, element base) read once per block instead of per element.
 //   v3  four rows (warps) per group instead of one, for occupancy; forward in two passes with an online max/sum
 //       (one read fewer, one exp fewer per element).
+//   v4  fp16/bf16 (SoftmaxKernels.Packed.cs): each lane moves eight elements of a row with one 16-byte load or store,
+//       so a warp covers 256 elements (several blocks) per step instead of 32; mask bits taken eight at a time.
 
 /// <summary>Arguments of the masked softmax kernel.</summary>
 /// <typeparam name="T">Storage type of the block-sparse tensors.</typeparam>
@@ -30,6 +32,12 @@ public readonly struct SoftmaxParams<T>
 
     /// <summary>The plan's tables.</summary>
     public PlanTables Plan { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Input"/> as 16-byte quads.</summary>
+    public ArrayView<Quad> InputQuads { get; init; }
+
+    /// <summary>16-bit types only: <see cref="Output"/> as quads.</summary>
+    public ArrayView<Quad> OutputQuads { get; init; }
 
     /// <summary>Multiplies the scores before the softmax.</summary>
     public float Scale { get; init; }
@@ -61,12 +69,21 @@ public readonly struct SoftmaxGradParams<T>
     /// <summary>The plan's tables.</summary>
     public PlanTables Plan { get; init; }
 
+    /// <summary>16-bit types only: <see cref="Probabilities"/> as 16-byte quads.</summary>
+    public ArrayView<Quad> ProbabilityQuads { get; init; }
+
+    /// <summary>16-bit types only: <see cref="OutputGrad"/> as quads.</summary>
+    public ArrayView<Quad> OutputGradQuads { get; init; }
+
+    /// <summary>16-bit types only: <see cref="InputGrad"/> as quads.</summary>
+    public ArrayView<Quad> InputGradQuads { get; init; }
+
     /// <summary>The forward scale.</summary>
     public float Scale { get; init; }
 }
 
 /// <summary>The softmax kernel family and its launchers.</summary>
-public static class SoftmaxKernels
+public static partial class SoftmaxKernels
 {
     private const int WarpSize = 32;
     private const int RowsPerGroup = 4;

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
 
@@ -16,6 +17,17 @@ internal static class TensorCore
     /// <summary>Two 16-bit elements in one register, the first in the low half.</summary>
     public static uint Pack(ushort low, ushort high) => low | ((uint)high << 16);
 
+    /// <summary>
+    /// The warp's 8x8 matrix of 16-bit elements transposed (<c>movmatrix</c>, CUDA only): lane l gives the pair (row
+    /// l / 4, columns 2(l % 4), 2(l % 4) + 1) and gets the same pair of the transpose.
+    /// </summary>
+    public static uint Transpose(uint value)
+    {
+        Output<uint> transposed = default;
+        Input<uint> source = value;
+        CudaAsm.EmitRef("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;", ref transposed, ref source);
+        return transposed.Value;
+    }
 
     /// <summary>Sum over 16 steps of <c>x[xi + s * xStep] * y[yi + s * yStep]</c> in fp32: the CPU twin of one mma k-step.</summary>
     public static float Dot16<TElement>(TElement element, ArrayView<ushort> x, long xi, long xStep, ArrayView<ushort> y, long yi, long yStep)

@@ -32,6 +32,8 @@ internal static class PtxCommand
             (typeof(DsdKernels), "Tf32Kernel", []),
             (typeof(SoftmaxKernels), "Forward", [typeof(ushort), typeof(Fp16)]),
             (typeof(SoftmaxKernels), "Backward", [typeof(ushort), typeof(Fp16)]),
+            (typeof(SoftmaxKernels), "ForwardPacked", [typeof(Fp16)]),
+            (typeof(SoftmaxKernels), "BackwardPacked", [typeof(Fp16)]),
             (typeof(FlashKernels), "ForwardKernel", [typeof(Fp16), KernelType("Features64")]),
             (typeof(FlashKernels), "QueryGradKernel", [typeof(Fp16), KernelType("Features64")]),
             (typeof(FlashKernels), "KeyValueGradKernel", [typeof(Fp16), KernelType("Features64")]),

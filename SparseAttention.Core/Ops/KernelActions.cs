@@ -30,7 +30,7 @@ internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<
         SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddParams<ushort>
         {
             Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output!),
-            LeftPairs = As<T, uint>(Left), RightPairs = As<T, uint>(Right), OutputPairs = As<T, uint>(Output!), Dims = Dims, Plan = Tables,
+            LeftQuads = As<T, Quad>(Left), RightQuads = As<T, Quad>(Right), OutputQuads = As<T, Quad>(Output!), Dims = Dims, Plan = Tables,
         });
 }
 
@@ -60,7 +60,7 @@ internal readonly record struct DsdAction<T>(DeviceTensor<T>? Weights, DeviceTen
         DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdParams<ushort>
         {
             Weights = As<T, ushort>(Weights!), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
-            WeightPairs = As<T, uint>(Weights!), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
+            WeightQuads = As<T, Quad>(Weights!), DenseQuads = As<T, Quad>(Dense), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
         });
 }
 
@@ -72,6 +72,13 @@ internal readonly record struct SoftmaxAction<T>(DeviceTensor<T> Input, DeviceTe
         where TS : unmanaged
         where TE : struct, IElement<TS> =>
         SoftmaxKernels.Launch<TS, TE>(Input.Device.Accelerator, new SoftmaxParams<TS> { Input = As<T, TS>(Input), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Scale = Scale, UseMask = UseMask, AutoregressAtKey = AutoregressAtKey });
+
+    public void RunTensorCore<TE>()
+        where TE : struct, IElement<ushort>, IMmaElement =>
+        SoftmaxKernels.LaunchPacked<TE>(Input.Device.Accelerator, new SoftmaxParams<ushort>
+        {
+            InputQuads = As<T, Quad>(Input), OutputQuads = As<T, Quad>(Output), Dims = Dims, Plan = Tables, Scale = Scale, UseMask = UseMask, AutoregressAtKey = AutoregressAtKey,
+        });
 }
 
 /// <summary>Softmax gradient launch, specialised per element type.</summary>
@@ -82,6 +89,13 @@ internal readonly record struct SoftmaxGradAction<T>(DeviceTensor<T> Probabiliti
         where TS : unmanaged
         where TE : struct, IElement<TS> =>
         SoftmaxKernels.LaunchGrad<TS, TE>(Probabilities.Device.Accelerator, new SoftmaxGradParams<TS> { Probabilities = As<T, TS>(Probabilities), OutputGrad = As<T, TS>(OutputGrad), InputGrad = As<T, TS>(InputGrad), Dims = Dims, Plan = Tables, Scale = Scale });
+
+    public void RunTensorCore<TE>()
+        where TE : struct, IElement<ushort>, IMmaElement =>
+        SoftmaxKernels.LaunchGradPacked<TE>(Probabilities.Device.Accelerator, new SoftmaxGradParams<ushort>
+        {
+            ProbabilityQuads = As<T, Quad>(Probabilities), OutputGradQuads = As<T, Quad>(OutputGrad), InputGradQuads = As<T, Quad>(InputGrad), Dims = Dims, Plan = Tables, Scale = Scale,
+        });
 }
 
 /// <summary>Element-wise add launch, specialised per element type.</summary>

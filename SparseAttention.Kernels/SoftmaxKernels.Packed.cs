@@ -1,0 +1,178 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace SparseAttention.Kernels;
+
+/// <summary>Softmax v4: fp16 and bf16 rows moved eight elements (16 bytes) per lane.</summary>
+public static partial class SoftmaxKernels
+{
+    /// <summary>Runs the masked (or plain) softmax on 16-bit scores.</summary>
+    public static void LaunchPacked<TElement>(Accelerator accelerator, in SoftmaxParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        KernelCache.Get<SoftmaxParams<ushort>>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+    }
+
+    /// <summary>Runs the softmax gradient on 16-bit tensors.</summary>
+    public static void LaunchGradPacked<TElement>(Accelerator accelerator, in SoftmaxGradParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        KernelCache.Get<SoftmaxGradParams<ushort>>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+    }
+
+    internal static void ForwardPacked<TElement>(SoftmaxParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var row = new RowCursor(p.Plan, p.Dims);
+        var step = new PackedStep(row.BlockSize);
+
+        // Online softmax, eight elements at a time: the sum is rescaled when a quad raises the max.
+        var max = float.NegativeInfinity;
+        var sum = 0f;
+        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        {
+            var entry = first + step.Slot;
+            if (entry < row.End)
+            {
+                var block = new BlockInRow(row, p.Plan, entry);
+                var quad = p.InputQuads[(block.ElementBase + step.Column) / 8];
+                var allowed = AllowedBits(p, row, block, step.Column);
+                var quadMax = XMath.Max(
+                    XMath.Max(PairMax<TElement>(quad.X, allowed, p.Scale), PairMax<TElement>(quad.Y, allowed >> 2, p.Scale)),
+                    XMath.Max(PairMax<TElement>(quad.Z, allowed >> 4, p.Scale), PairMax<TElement>(quad.W, allowed >> 6, p.Scale)));
+                if (quadMax > max)
+                {
+                    sum *= XMath.Exp(max - quadMax);
+                    max = quadMax;
+                }
+
+                sum += PairExpSum<TElement>(quad.X, allowed, p.Scale, max) + PairExpSum<TElement>(quad.Y, allowed >> 2, p.Scale, max)
+                    + PairExpSum<TElement>(quad.Z, allowed >> 4, p.Scale, max) + PairExpSum<TElement>(quad.W, allowed >> 6, p.Scale, max);
+            }
+        }
+
+        // Combine lanes: a lane that saw nothing has max -inf and sum 0 and must contribute nothing (not exp(NaN)).
+        var rowMax = WarpMax(max);
+        sum = max == float.NegativeInfinity ? 0f : sum * XMath.Exp(max - rowMax);
+        sum = WarpSum(sum);
+        var inverse = sum > 0f ? 1f / sum : 0f;
+        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        {
+            var entry = first + step.Slot;
+            if (entry < row.End)
+            {
+                var block = new BlockInRow(row, p.Plan, entry);
+                var index = (block.ElementBase + step.Column) / 8;
+                var quad = p.InputQuads[index];
+                var allowed = AllowedBits(p, row, block, step.Column);
+                p.OutputQuads[index] = new Quad
+                {
+                    X = PairSoftmax<TElement>(quad.X, allowed, p.Scale, rowMax, inverse),
+                    Y = PairSoftmax<TElement>(quad.Y, allowed >> 2, p.Scale, rowMax, inverse),
+                    Z = PairSoftmax<TElement>(quad.Z, allowed >> 4, p.Scale, rowMax, inverse),
+                    W = PairSoftmax<TElement>(quad.W, allowed >> 6, p.Scale, rowMax, inverse),
+                };
+            }
+        }
+    }
+
+    internal static void BackwardPacked<TElement>(SoftmaxGradParams<ushort> p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var row = new RowCursor(p.Plan, p.Dims);
+        var step = new PackedStep(row.BlockSize);
+        var dot = 0f;
+        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        {
+            var entry = first + step.Slot;
+            if (entry < row.End)
+            {
+                var index = (row.BlockRowStart(entry) + step.Column) / 8;
+                Quad y = p.ProbabilityQuads[index], dy = p.OutputGradQuads[index];
+                dot += PairDot<TElement>(dy.X, y.X) + PairDot<TElement>(dy.Y, y.Y) + PairDot<TElement>(dy.Z, y.Z) + PairDot<TElement>(dy.W, y.W);
+            }
+        }
+
+        dot = WarpSum(dot);
+        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        {
+            var entry = first + step.Slot;
+            if (entry < row.End)
+            {
+                var index = (row.BlockRowStart(entry) + step.Column) / 8;
+                Quad y = p.ProbabilityQuads[index], dy = p.OutputGradQuads[index];
+                p.InputGradQuads[index] = new Quad
+                {
+                    X = PairGrad<TElement>(dy.X, y.X, dot, p.Scale),
+                    Y = PairGrad<TElement>(dy.Y, y.Y, dot, p.Scale),
+                    Z = PairGrad<TElement>(dy.Z, y.Z, dot, p.Scale),
+                    W = PairGrad<TElement>(dy.W, y.W, dot, p.Scale),
+                };
+            }
+        }
+    }
+
+    // Bit i set where key FirstKey + column + i of the row is allowed: eight mask bits (one byte, as blocks are
+    // multiples of eight wide) and, past autoregressAtKey, only keys up to the query.
+    private static uint AllowedBits(in SoftmaxParams<ushort> p, in RowCursor row, in BlockInRow block, int column)
+    {
+        var bits = 0xFFu;
+        if (p.UseMask != 0 && !block.IsFull)
+        {
+            var bit = row.RowInBlock * row.BlockSize + column;
+            bits = (p.Plan.Masks[block.MaskBase + (bit >> 5)] >> (bit & 31)) & 0xFFu;
+        }
+
+        var firstExcluded = XMath.Max(p.AutoregressAtKey, row.Query + 1) - (block.FirstKey + column);
+        return firstExcluded <= 0 ? 0u : firstExcluded >= 8 ? bits : bits & ((1u << firstExcluded) - 1u);
+    }
+
+    private static float Low<TElement>(uint pair)
+        where TElement : struct, IElement<ushort> => default(TElement).ToFloat((ushort)(pair & 0xFFFFu));
+
+    private static float High<TElement>(uint pair)
+        where TElement : struct, IElement<ushort> => default(TElement).ToFloat((ushort)(pair >> 16));
+
+    private static float PairMax<TElement>(uint pair, uint allowed, float scale)
+        where TElement : struct, IElement<ushort> =>
+        XMath.Max((allowed & 1u) != 0 ? Low<TElement>(pair) * scale : float.NegativeInfinity, (allowed & 2u) != 0 ? High<TElement>(pair) * scale : float.NegativeInfinity);
+
+    private static float PairExpSum<TElement>(uint pair, uint allowed, float scale, float max)
+        where TElement : struct, IElement<ushort> =>
+        ((allowed & 1u) != 0 ? XMath.Exp(Low<TElement>(pair) * scale - max) : 0f) + ((allowed & 2u) != 0 ? XMath.Exp(High<TElement>(pair) * scale - max) : 0f);
+
+    private static uint PairSoftmax<TElement>(uint pair, uint allowed, float scale, float max, float inverse)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        default(TElement).Pack(
+            (allowed & 1u) != 0 ? XMath.Exp(Low<TElement>(pair) * scale - max) * inverse : 0f,
+            (allowed & 2u) != 0 ? XMath.Exp(High<TElement>(pair) * scale - max) * inverse : 0f);
+
+    private static float PairDot<TElement>(uint dy, uint y)
+        where TElement : struct, IElement<ushort> => Low<TElement>(dy) * Low<TElement>(y) + High<TElement>(dy) * High<TElement>(y);
+
+    private static uint PairGrad<TElement>(uint dy, uint y, float dot, float scale)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        default(TElement).Pack((Low<TElement>(dy) - dot) * Low<TElement>(y) * scale, (High<TElement>(dy) - dot) * High<TElement>(y) * scale);
+
+    /// <summary>Which eight elements of a row a lane moves: lanes split into slots of <c>block / 8</c>, one block per slot.</summary>
+    private readonly struct PackedStep
+    {
+        public PackedStep(int blockSize)
+        {
+            var lanesPerBlock = blockSize / 8;
+            var lane = Group.IdxX % WarpSize;
+            BlocksPerStep = WarpSize / lanesPerBlock;
+            Slot = lane / lanesPerBlock;
+            Column = lane % lanesPerBlock * 8;
+        }
+
+        public int BlocksPerStep { get; }
+
+        public int Slot { get; }
+
+        public int Column { get; }
+    }
+}
