@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
 
@@ -39,17 +40,63 @@ internal static class SharedTiles
 
     /// <summary>
     /// The group copies <paramref name="rows"/> rows of <paramref name="rowQuads"/> quads, the first at quad
-    /// <paramref name="source"/> and the next <paramref name="sourceStride"/> quads apart, into shared words from
-    /// <paramref name="word"/> with <paramref name="wordStride"/> words per row: one 16-byte load and store per quad.
+    /// <paramref name="source"/> and the next <paramref name="sourceStride"/> quads apart, into the group's dynamic
+    /// shared memory <paramref name="shared"/> from word <paramref name="word"/> with <paramref name="wordStride"/> words per row. On CUDA each quad is one
+    /// <c>cp.async</c> from <paramref name="address"/> (the device address of <paramref name="global"/>), so every copy
+    /// of the group is in flight at once (a loop of loads and stores waits out one load latency per quad); complete
+    /// them with <see cref="Wait"/>. Elsewhere plain 16-byte copies.
     /// </summary>
-    public static void Stage(ArrayView<Quad> global, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
+    public static void Stage(ArrayView<Quad> global, long address, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
     {
         var count = rows * rowQuads;
-        for (var i = Group.IdxX; i < count; i += Group.DimX)
+        if (CudaAsm.IsSupported)
         {
-            int row = i / rowQuads, quad = i % rowQuads;
-            shared[(word + row * wordStride) / 4 + quad] = global[source + row * sourceStride + quad];
+            var sharedAddress = SharedAddress();
+            for (var i = Group.IdxX; i < count; i += Group.DimX)
+            {
+                int row = i / rowQuads, quad = i % rowQuads;
+                CudaAsm.Emit(
+                    "{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }",
+                    sharedAddress + (uint)((word + row * wordStride) * 4 + quad * 16),
+                    (ulong)(address + (source + row * sourceStride + quad) * 16));
+            }
         }
+        else
+        {
+            for (var i = Group.IdxX; i < count; i += Group.DimX)
+            {
+                int row = i / rowQuads, quad = i % rowQuads;
+                shared[(word + row * wordStride) / 4 + quad] = global[source + row * sourceStride + quad];
+            }
+        }
+    }
+
+    /// <summary>Waits for this thread's <see cref="Stage"/> copies, then for the whole group.</summary>
+    public static void Wait()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("cp.async.wait_all;");
+        }
+
+        Group.Barrier();
+    }
+
+    /// <summary>Throws unless <paramref name="address"/>, where <paramref name="name"/> starts, is 16-byte aligned, as the staged kernels' copies need.</summary>
+    public static void RequireAligned(long address, string name)
+    {
+        if (address % 16 != 0)
+        {
+            throw new ArgumentException($"{name} starts at address 0x{address:x}, which is not 16-byte aligned: the tensor-core kernels move 16 bytes at a time", name);
+        }
+    }
+
+    // Shared-window address of the dynamic allocation: ILGPU names it __dyn_shared_alloca (pinned to ILGPU 1.5.3).
+    private static uint SharedAddress()
+    {
+        Output<uint> address = default;
+        CudaAsm.EmitRef("mov.u32 %0, __dyn_shared_alloca;", ref address);
+        return address.Value;
     }
 
     /// <summary>The reverse of <see cref="Stage"/>: staged rows out to global memory, 16 bytes per store.</summary>

@@ -29,29 +29,16 @@ public static partial class SoftmaxKernels
         var row = new RowCursor(p.Plan, p.Dims);
         var step = new PackedStep(row.BlockSize);
 
-        // Online softmax, eight elements at a time: the sum is rescaled when a quad raises the max.
+        // Online softmax, eight elements at a time: the sum is rescaled when a quad raises the max. Two quads per lane
+        // per iteration, both loaded before either is used: one chain of table and score loads is a latency each.
         var max = float.NegativeInfinity;
         var sum = 0f;
-        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        for (var first = row.Start + step.Slot; first < row.End; first += 2 * step.BlocksPerStep)
         {
-            var entry = first + step.Slot;
-            if (entry < row.End)
-            {
-                var block = new BlockInRow(row, p.Plan, entry);
-                var quad = p.InputQuads[(block.ElementBase + step.Column) / 8];
-                var allowed = AllowedBits(p, row, block, step.Column);
-                var quadMax = XMath.Max(
-                    XMath.Max(PairMax<TElement>(quad.X, allowed, p.Scale), PairMax<TElement>(quad.Y, allowed >> 2, p.Scale)),
-                    XMath.Max(PairMax<TElement>(quad.Z, allowed >> 4, p.Scale), PairMax<TElement>(quad.W, allowed >> 6, p.Scale)));
-                if (quadMax > max)
-                {
-                    sum *= XMath.Exp(max - quadMax);
-                    max = quadMax;
-                }
-
-                sum += PairExpSum<TElement>(quad.X, allowed, p.Scale, max) + PairExpSum<TElement>(quad.Y, allowed >> 2, p.Scale, max)
-                    + PairExpSum<TElement>(quad.Z, allowed >> 4, p.Scale, max) + PairExpSum<TElement>(quad.W, allowed >> 6, p.Scale, max);
-            }
+            var near = new PackedScores(p, row, step, first);
+            var far = new PackedScores(p, row, step, first + step.BlocksPerStep);
+            near.Accumulate<TElement>(p.Scale, ref max, ref sum);
+            far.Accumulate<TElement>(p.Scale, ref max, ref sum);
         }
 
         // Combine lanes: a lane that saw nothing has max -inf and sum 0 and must contribute nothing (not exp(NaN)).
@@ -59,23 +46,12 @@ public static partial class SoftmaxKernels
         sum = max == float.NegativeInfinity ? 0f : sum * XMath.Exp(max - rowMax);
         sum = WarpSum(sum);
         var inverse = sum > 0f ? 1f / sum : 0f;
-        for (var first = row.Start; first < row.End; first += step.BlocksPerStep)
+        for (var first = row.Start + step.Slot; first < row.End; first += 2 * step.BlocksPerStep)
         {
-            var entry = first + step.Slot;
-            if (entry < row.End)
-            {
-                var block = new BlockInRow(row, p.Plan, entry);
-                var index = (block.ElementBase + step.Column) / 8;
-                var quad = p.InputQuads[index];
-                var allowed = AllowedBits(p, row, block, step.Column);
-                p.OutputQuads[index] = new Quad
-                {
-                    X = PairSoftmax<TElement>(quad.X, allowed, p.Scale, rowMax, inverse),
-                    Y = PairSoftmax<TElement>(quad.Y, allowed >> 2, p.Scale, rowMax, inverse),
-                    Z = PairSoftmax<TElement>(quad.Z, allowed >> 4, p.Scale, rowMax, inverse),
-                    W = PairSoftmax<TElement>(quad.W, allowed >> 6, p.Scale, rowMax, inverse),
-                };
-            }
+            var near = new PackedScores(p, row, step, first);
+            var far = new PackedScores(p, row, step, first + step.BlocksPerStep);
+            near.Store<TElement>(p, rowMax, inverse);
+            far.Store<TElement>(p, rowMax, inverse);
         }
     }
 
@@ -156,6 +132,57 @@ public static partial class SoftmaxKernels
     private static uint PairGrad<TElement>(uint dy, uint y, float dot, float scale)
         where TElement : struct, IElement<ushort>, IMmaElement =>
         default(TElement).Pack((Low<TElement>(dy) - dot) * Low<TElement>(y) * scale, (High<TElement>(dy) - dot) * High<TElement>(y) * scale);
+
+    /// <summary>Eight scores of a row with their allowed bits; nothing (no bits, no store) past the row's last entry.</summary>
+    private readonly struct PackedScores
+    {
+        private readonly Quad scores;
+        private readonly uint allowed;
+        private readonly long index;
+
+        public PackedScores(in SoftmaxParams<ushort> p, in RowCursor row, in PackedStep step, int entry)
+        {
+            index = -1;
+            if (entry < row.End)
+            {
+                var block = new BlockInRow(row, p.Plan, entry);
+                index = (block.ElementBase + step.Column) / 8;
+                scores = p.InputQuads[index];
+                allowed = AllowedBits(p, row, block, step.Column);
+            }
+        }
+
+        public void Accumulate<TElement>(float scale, ref float max, ref float sum)
+            where TElement : struct, IElement<ushort>
+        {
+            var quadMax = XMath.Max(
+                XMath.Max(PairMax<TElement>(scores.X, allowed, scale), PairMax<TElement>(scores.Y, allowed >> 2, scale)),
+                XMath.Max(PairMax<TElement>(scores.Z, allowed >> 4, scale), PairMax<TElement>(scores.W, allowed >> 6, scale)));
+            if (quadMax > max)
+            {
+                sum *= XMath.Exp(max - quadMax);
+                max = quadMax;
+            }
+
+            sum += PairExpSum<TElement>(scores.X, allowed, scale, max) + PairExpSum<TElement>(scores.Y, allowed >> 2, scale, max)
+                + PairExpSum<TElement>(scores.Z, allowed >> 4, scale, max) + PairExpSum<TElement>(scores.W, allowed >> 6, scale, max);
+        }
+
+        public void Store<TElement>(in SoftmaxParams<ushort> p, float max, float inverse)
+            where TElement : struct, IElement<ushort>, IMmaElement
+        {
+            if (index >= 0)
+            {
+                p.OutputQuads[index] = new Quad
+                {
+                    X = PairSoftmax<TElement>(scores.X, allowed, p.Scale, max, inverse),
+                    Y = PairSoftmax<TElement>(scores.Y, allowed >> 2, p.Scale, max, inverse),
+                    Z = PairSoftmax<TElement>(scores.Z, allowed >> 4, p.Scale, max, inverse),
+                    W = PairSoftmax<TElement>(scores.W, allowed >> 6, p.Scale, max, inverse),
+                };
+            }
+        }
+    }
 
     /// <summary>Which eight elements of a row a lane moves: lanes split into slots of <c>block / 8</c>, one block per slot.</summary>
     private readonly struct PackedStep
