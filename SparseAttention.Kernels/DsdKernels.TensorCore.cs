@@ -12,8 +12,8 @@ public static partial class DsdKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.WeightAddress, nameof(p.Weights));
-        SharedTiles.RequireAligned(p.DenseAddress, nameof(p.Dense));
+        SharedTiles.RequireAligned(p.WeightQuads, nameof(p.Weights));
+        SharedTiles.RequireAligned(p.DenseQuads, nameof(p.Dense));
         var edge = SharedTiles.Edge(p.Plan.BlockSize);
         var words = edge * (SharedTiles.RowWords(edge) + SharedTiles.RowWords(p.Dims.HeadDim));
         var threads = edge / 16 * (p.Dims.HeadDim / 16) * 32;
@@ -63,9 +63,9 @@ public static partial class DsdKernels
                 // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
                 long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
-                SharedTiles.Stage(p.WeightQuads, p.WeightAddress, (blockBase + weightRow * bs + weightColumn) / 8, bs / 8, edge, edge / 8, quads, 0, weightStride);
-                SharedTiles.Stage(p.DenseQuads, p.DenseAddress, dims.Index(n, other * bs + slice, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, dense, denseStride);
-                SharedTiles.Wait();
+                SharedTiles.Stage(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) / 8, bs / 8, edge, edge / 8, quads, 0, weightStride);
+                SharedTiles.Stage(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, dense, denseStride);
+                Group.Barrier();
                 for (var k = 0; k < edge; k += 16)
                 {
                     if (CudaAsm.IsSupported)

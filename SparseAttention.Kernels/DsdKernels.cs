@@ -37,12 +37,6 @@ public readonly struct DsdParams<T>
     /// <summary>16-bit types only: <see cref="Weights"/> as 16-byte quads, for staging into shared memory.</summary>
     public ArrayView<Quad> WeightQuads { get; init; }
 
-    /// <summary>16-bit types only: device address of <see cref="Weights"/>, the source of its <c>cp.async</c> copies on CUDA.</summary>
-    public long WeightAddress { get; init; }
-
-    /// <summary>16-bit types only: device address of <see cref="Dense"/>.</summary>
-    public long DenseAddress { get; init; }
-
     /// <summary>16-bit types only: <see cref="Dense"/> as quads.</summary>
     public ArrayView<Quad> DenseQuads { get; init; }
 

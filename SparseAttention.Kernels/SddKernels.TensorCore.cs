@@ -12,8 +12,9 @@ public static partial class SddKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.LeftAddress, nameof(p.Left));
-        SharedTiles.RequireAligned(p.RightAddress, nameof(p.Right));
+        SharedTiles.RequireAligned(p.LeftQuads, nameof(p.Left));
+        SharedTiles.RequireAligned(p.RightQuads, nameof(p.Right));
+        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
         var edge = SharedTiles.Edge(p.Plan.BlockSize);
         var tilesPerBlock = p.Plan.BlockSize / edge;
         var groups = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
@@ -50,9 +51,9 @@ public static partial class SddKernels
         int operandStride = SharedTiles.RowWords(dims.HeadDim), outputStride = SharedTiles.RowWords(edge);
         int left = 0, right = edge * operandStride, output = 2 * edge * operandStride;
         long tokenQuads = (long)dims.Heads * dims.HeadDim / 8;
-        SharedTiles.Stage(p.LeftQuads, p.LeftAddress, dims.Index(n, leftRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, left, operandStride);
-        SharedTiles.Stage(p.RightQuads, p.RightAddress, dims.Index(n, rightRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, right, operandStride);
-        SharedTiles.Wait();
+        SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, left, operandStride);
+        SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, right, operandStride);
+        Group.Barrier();
 
         int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
         var rowWord = left + (Group.IdxX / 32 * 16 + g) * operandStride + t;

@@ -35,12 +35,6 @@ public readonly struct SddParams<T>
     /// <summary>16-bit types only: <see cref="Left"/> as 16-byte quads, for staging into shared memory.</summary>
     public ArrayView<Quad> LeftQuads { get; init; }
 
-    /// <summary>16-bit types only: device address of <see cref="Left"/>, the source of its <c>cp.async</c> copies on CUDA.</summary>
-    public long LeftAddress { get; init; }
-
-    /// <summary>16-bit types only: device address of <see cref="Right"/>.</summary>
-    public long RightAddress { get; init; }
-
     /// <summary>16-bit types only: <see cref="Right"/> as quads.</summary>
     public ArrayView<Quad> RightQuads { get; init; }
 

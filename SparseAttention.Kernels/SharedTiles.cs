@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels;
 
@@ -41,62 +40,47 @@ internal static class SharedTiles
     /// <summary>
     /// The group copies <paramref name="rows"/> rows of <paramref name="rowQuads"/> quads, the first at quad
     /// <paramref name="source"/> and the next <paramref name="sourceStride"/> quads apart, into the group's dynamic
-    /// shared memory <paramref name="shared"/> from word <paramref name="word"/> with <paramref name="wordStride"/> words per row. On CUDA each quad is one
-    /// <c>cp.async</c> from <paramref name="address"/> (the device address of <paramref name="global"/>), so every copy
-    /// of the group is in flight at once (a loop of loads and stores waits out one load latency per quad); complete
-    /// them with <see cref="Wait"/>. Elsewhere plain 16-byte copies.
+    /// shared memory <paramref name="shared"/> from word <paramref name="word"/> with <paramref name="wordStride"/>
+    /// words per row. Each thread loads four quads before it stores any, so four loads are in flight at once (a loop of
+    /// one load and one store waits out a load latency per quad). Not <c>cp.async</c>: with it in a kernel, ptxas kept
+    /// the local depots of the mma operands in memory (a 112-byte stack frame, 3x slower).
     /// </summary>
-    public static void Stage(ArrayView<Quad> global, long address, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
+    public static void Stage(ArrayView<Quad> global, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
     {
         var count = rows * rowQuads;
-        if (CudaAsm.IsSupported)
+        var threads = Group.DimX;
+        for (var first = Group.IdxX; first < count; first += 4 * threads)
         {
-            var sharedAddress = SharedAddress();
-            for (var i = Group.IdxX; i < count; i += Group.DimX)
+            var q0 = global[Source(first, source, sourceStride, rowQuads)];
+            var q1 = first + threads < count ? global[Source(first + threads, source, sourceStride, rowQuads)] : default;
+            var q2 = first + 2 * threads < count ? global[Source(first + 2 * threads, source, sourceStride, rowQuads)] : default;
+            var q3 = first + 3 * threads < count ? global[Source(first + 3 * threads, source, sourceStride, rowQuads)] : default;
+            shared[Target(first, word, wordStride, rowQuads)] = q0;
+            if (first + threads < count)
             {
-                int row = i / rowQuads, quad = i % rowQuads;
-                CudaAsm.Emit(
-                    "{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }",
-                    sharedAddress + (uint)((word + row * wordStride) * 4 + quad * 16),
-                    (ulong)(address + (source + row * sourceStride + quad) * 16));
+                shared[Target(first + threads, word, wordStride, rowQuads)] = q1;
             }
-        }
-        else
-        {
-            for (var i = Group.IdxX; i < count; i += Group.DimX)
+
+            if (first + 2 * threads < count)
             {
-                int row = i / rowQuads, quad = i % rowQuads;
-                shared[(word + row * wordStride) / 4 + quad] = global[source + row * sourceStride + quad];
+                shared[Target(first + 2 * threads, word, wordStride, rowQuads)] = q2;
+            }
+
+            if (first + 3 * threads < count)
+            {
+                shared[Target(first + 3 * threads, word, wordStride, rowQuads)] = q3;
             }
         }
     }
 
-    /// <summary>Waits for this thread's <see cref="Stage"/> copies, then for the whole group.</summary>
-    public static void Wait()
+    /// <summary>Throws unless <paramref name="view"/> starts on a 16-byte boundary, as the staged kernels' copies need.</summary>
+    public static void RequireAligned(ArrayView<Quad> view, string name)
     {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("cp.async.wait_all;");
-        }
-
-        Group.Barrier();
-    }
-
-    /// <summary>Throws unless <paramref name="address"/>, where <paramref name="name"/> starts, is 16-byte aligned, as the staged kernels' copies need.</summary>
-    public static void RequireAligned(long address, string name)
-    {
+        var address = view.LoadEffectiveAddressAsPtr().ToInt64();
         if (address % 16 != 0)
         {
             throw new ArgumentException($"{name} starts at address 0x{address:x}, which is not 16-byte aligned: the tensor-core kernels move 16 bytes at a time", name);
         }
-    }
-
-    // Shared-window address of the dynamic allocation: ILGPU names it __dyn_shared_alloca (pinned to ILGPU 1.5.3).
-    private static uint SharedAddress()
-    {
-        Output<uint> address = default;
-        CudaAsm.EmitRef("mov.u32 %0, __dyn_shared_alloca;", ref address);
-        return address.Value;
     }
 
     /// <summary>The reverse of <see cref="Stage"/>: staged rows out to global memory, 16 bytes per store.</summary>
@@ -109,4 +93,8 @@ internal static class SharedTiles
             global[target + row * targetStride + quad] = shared[(word + row * wordStride) / 4 + quad];
         }
     }
+
+    private static long Source(int index, long source, long sourceStride, int rowQuads) => source + index / rowQuads * sourceStride + index % rowQuads;
+
+    private static int Target(int index, int word, int wordStride, int rowQuads) => (word + index / rowQuads * wordStride) / 4 + index % rowQuads;
 }

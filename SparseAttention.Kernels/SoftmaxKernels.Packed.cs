@@ -12,6 +12,8 @@ public static partial class SoftmaxKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
+        SharedTiles.RequireAligned(p.InputQuads, nameof(p.Input));
+        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
         KernelCache.Get<SoftmaxParams<ushort>>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
@@ -20,6 +22,9 @@ public static partial class SoftmaxKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
+        SharedTiles.RequireAligned(p.ProbabilityQuads, nameof(p.Probabilities));
+        SharedTiles.RequireAligned(p.OutputGradQuads, nameof(p.OutputGrad));
+        SharedTiles.RequireAligned(p.InputGradQuads, nameof(p.InputGrad));
         KernelCache.Get<SoftmaxGradParams<ushort>>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 

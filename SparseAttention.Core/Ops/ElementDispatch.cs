@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using SparseAttention.Kernels;
 using SparseAttention.Tensors;
 
@@ -47,8 +46,4 @@ internal static class ElementDispatch
     public static ArrayView<TStorage> As<T, TStorage>(DeviceTensor<T> tensor)
         where T : unmanaged
         where TStorage : unmanaged => tensor.View.AsContiguous().Cast<TStorage>();
-
-    /// <summary>The device address of the tensor's first element, for kernels that copy with inline PTX.</summary>
-    public static long Address<T>(DeviceTensor<T> tensor)
-        where T : unmanaged => tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64();
 }

@@ -30,7 +30,7 @@ internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<
         SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddParams<ushort>
         {
             Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output!),
-            LeftQuads = As<T, Quad>(Left), RightQuads = As<T, Quad>(Right), LeftAddress = Address(Left), RightAddress = Address(Right), OutputQuads = As<T, Quad>(Output!), Dims = Dims, Plan = Tables,
+            LeftQuads = As<T, Quad>(Left), RightQuads = As<T, Quad>(Right), OutputQuads = As<T, Quad>(Output!), Dims = Dims, Plan = Tables,
         });
 }
 
@@ -60,7 +60,7 @@ internal readonly record struct DsdAction<T>(DeviceTensor<T>? Weights, DeviceTen
         DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdParams<ushort>
         {
             Weights = As<T, ushort>(Weights!), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
-            WeightQuads = As<T, Quad>(Weights!), DenseQuads = As<T, Quad>(Dense), WeightAddress = Address(Weights!), DenseAddress = Address(Dense), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
+            WeightQuads = As<T, Quad>(Weights!), DenseQuads = As<T, Quad>(Dense), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
         });
 }
 
