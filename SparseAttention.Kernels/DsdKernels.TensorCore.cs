@@ -53,6 +53,17 @@ public static partial class DsdKernels
         // Accumulators of the two 16x8 tiles (features +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+        Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
+
+        // ldmatrix row addresses at k = 0, each advancing 16 staged rows or elements per k-step. A plain: W row
+        // rows + l % 16 at k + 8 (l / 16). A transposed (.trans): staged row k + 8 (l / 16) + l % 8 at m = rows + 8 ((l / 8) % 2).
+        // B (.trans): dense row k + 8 ((l / 8) % 2) + l % 8 at feature features + 8 (l / 16).
+        var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
+        var weightAddress = transposed
+            ? sharedBase + (uint)(4 * (lane / 16 * 8 + lane % 8) * weightStride + 2 * rows + 16 * (lane / 8 % 2))
+            : sharedBase + (uint)(4 * (rows + lane % 16) * weightStride + 16 * (lane / 16));
+        var weightStep = (uint)(transposed ? 64 * weightStride : 32);
+        var denseAddress = sharedBase + (uint)(4 * (dense + (lane / 8 % 2 * 8 + lane % 8) * denseStride) + 2 * features + 16 * (lane / 16));
         for (var entry = start; entry < end; entry++)
         {
             var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
@@ -70,31 +81,26 @@ public static partial class DsdKernels
                 {
                     if (CudaAsm.IsSupported)
                     {
+                        var weightAt = weightAddress + (uint)(k / 16) * weightStep;
                         if (transposed)
                         {
-                            // A = W^T: quarter (m 0..7, k 0..7) is the transpose of staged rows k.., columns rows...
-                            var quarter = (k + g) * weightStride + rows / 2 + t;
-                            a0 = TensorCore.Transpose(words[quarter]);
-                            a1 = TensorCore.Transpose(words[quarter + 4]);
-                            a2 = TensorCore.Transpose(words[quarter + 8 * weightStride]);
-                            a3 = TensorCore.Transpose(words[quarter + 8 * weightStride + 4]);
+                            TensorCore.LoadMatricesTransposed(weightAt, ref m0, ref m1, ref m2, ref m3);
                         }
                         else
                         {
-                            var pair = (rows + g) * weightStride + k / 2 + t;
-                            a0 = words[pair];
-                            a1 = words[pair + 8 * weightStride];
-                            a2 = words[pair + 4];
-                            a3 = words[pair + 8 * weightStride + 4];
+                            TensorCore.LoadMatrices(weightAt, ref m0, ref m1, ref m2, ref m3);
                         }
 
-                        // B (k by feature) runs down staged dense rows: transpose the quarters (rows k.., features ..).
-                        var densePair = dense + (k + g) * denseStride + features / 2 + t;
-                        b0 = TensorCore.Transpose(words[densePair]);
-                        b1 = TensorCore.Transpose(words[densePair + 8 * denseStride]);
+                        a0 = m0.Value;
+                        a1 = m1.Value;
+                        a2 = m2.Value;
+                        a3 = m3.Value;
+                        TensorCore.LoadMatricesTransposed(denseAddress + (uint)(4 * k * denseStride), ref m0, ref m1, ref m2, ref m3);
+                        b0 = m0.Value;
+                        b1 = m1.Value;
                         element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                        b0 = TensorCore.Transpose(words[densePair + 4]);
-                        b1 = TensorCore.Transpose(words[densePair + 8 * denseStride + 4]);
+                        b0 = m2.Value;
+                        b1 = m3.Value;
                         element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
                     }
                     else

@@ -57,27 +57,34 @@ public static partial class SddKernels
 
         int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
         var rowWord = left + (Group.IdxX / 32 * 16 + g) * operandStride + t;
-        var eightRows = 8 * operandStride;
+
+        // ldmatrix row addresses: A (16 query rows by 16 k) takes lane l's row l % 16 at k + 8 (l / 16); B, two 16x8
+        // tiles given as key rows, takes key 8 (l / 16) + l % 8 at k + 8 ((l / 8) % 2). Both advance 32 bytes per k-step.
+        var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
+        var queryAddress = sharedBase + (uint)(4 * (left + (Group.IdxX / 32 * 16 + lane % 16) * operandStride) + 16 * (lane / 16));
+        var keyAddress = sharedBase + (uint)(4 * (right + (lane / 16 * 8 + lane % 8) * operandStride) + 16 * (lane / 8 % 2));
         for (var column = 0; column < edge; column += 16)
         {
             // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
             Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
             Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+            Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
             var keyWord = right + (column + g) * operandStride + t;
             for (var k = 0; k < dims.HeadDim / 2; k += 8)
             {
                 if (CudaAsm.IsSupported)
                 {
-                    // A: query rows g, g+8, element pairs t and t+4; B (k by key, given as key rows): the same pairs of key g.
-                    a0 = words[rowWord + k];
-                    a1 = words[rowWord + eightRows + k];
-                    a2 = words[rowWord + k + 4];
-                    a3 = words[rowWord + eightRows + k + 4];
-                    b0 = words[keyWord + k];
-                    b1 = words[keyWord + k + 4];
+                    TensorCore.LoadMatrices(queryAddress + (uint)(4 * k), ref m0, ref m1, ref m2, ref m3);
+                    a0 = m0.Value;
+                    a1 = m1.Value;
+                    a2 = m2.Value;
+                    a3 = m3.Value;
+                    TensorCore.LoadMatrices(keyAddress + (uint)(4 * (column * operandStride + k)), ref m0, ref m1, ref m2, ref m3);
+                    b0 = m0.Value;
+                    b1 = m1.Value;
                     element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                    b0 = words[keyWord + eightRows + k];
-                    b1 = words[keyWord + eightRows + k + 4];
+                    b0 = m2.Value;
+                    b1 = m3.Value;
                     element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
                 }
                 else

@@ -47,29 +47,31 @@ internal static class SharedTiles
     /// </summary>
     public static void Stage(ArrayView<Quad> global, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
     {
-        var count = rows * rowQuads;
-        var threads = Group.DimX;
-        for (var first = Group.IdxX; first < count; first += 4 * threads)
+        var walk = new QuadWalk(rowQuads);
+        while (walk.Row < rows)
         {
-            var q0 = global[Source(first, source, sourceStride, rowQuads)];
-            var q1 = first + threads < count ? global[Source(first + threads, source, sourceStride, rowQuads)] : default;
-            var q2 = first + 2 * threads < count ? global[Source(first + 2 * threads, source, sourceStride, rowQuads)] : default;
-            var q3 = first + 3 * threads < count ? global[Source(first + 3 * threads, source, sourceStride, rowQuads)] : default;
-            shared[Target(first, word, wordStride, rowQuads)] = q0;
-            if (first + threads < count)
+            QuadWalk w1 = walk.Next(), w2 = w1.Next(), w3 = w2.Next();
+            var q0 = global[walk.Source(source, sourceStride)];
+            var q1 = w1.Row < rows ? global[w1.Source(source, sourceStride)] : default;
+            var q2 = w2.Row < rows ? global[w2.Source(source, sourceStride)] : default;
+            var q3 = w3.Row < rows ? global[w3.Source(source, sourceStride)] : default;
+            shared[walk.Target(word, wordStride)] = q0;
+            if (w1.Row < rows)
             {
-                shared[Target(first + threads, word, wordStride, rowQuads)] = q1;
+                shared[w1.Target(word, wordStride)] = q1;
             }
 
-            if (first + 2 * threads < count)
+            if (w2.Row < rows)
             {
-                shared[Target(first + 2 * threads, word, wordStride, rowQuads)] = q2;
+                shared[w2.Target(word, wordStride)] = q2;
             }
 
-            if (first + 3 * threads < count)
+            if (w3.Row < rows)
             {
-                shared[Target(first + 3 * threads, word, wordStride, rowQuads)] = q3;
+                shared[w3.Target(word, wordStride)] = q3;
             }
+
+            walk = w3.Next();
         }
     }
 
@@ -86,15 +88,51 @@ internal static class SharedTiles
     /// <summary>The reverse of <see cref="Stage"/>: staged rows out to global memory, 16 bytes per store.</summary>
     public static void Unstage(ArrayView<Quad> shared, int word, int wordStride, int rows, int rowQuads, ArrayView<Quad> global, long target, long targetStride)
     {
-        var count = rows * rowQuads;
-        for (var i = Group.IdxX; i < count; i += Group.DimX)
+        for (var walk = new QuadWalk(rowQuads); walk.Row < rows; walk = walk.Next())
         {
-            int row = i / rowQuads, quad = i % rowQuads;
-            global[target + row * targetStride + quad] = shared[(word + row * wordStride) / 4 + quad];
+            global[walk.Source(target, targetStride)] = shared[walk.Target(word, wordStride)];
         }
     }
 
-    private static long Source(int index, long source, long sourceStride, int rowQuads) => source + index / rowQuads * sourceStride + index % rowQuads;
+    /// <summary>
+    /// A thread's way through a tile of rows of quads, a group's width of quads per step: one division to start, then
+    /// additions only (a division per quad was a large share of the staged kernels' instructions).
+    /// </summary>
+    private readonly struct QuadWalk
+    {
+        private readonly int rowQuads, rowStep, quadStep;
 
-    private static int Target(int index, int word, int wordStride, int rowQuads) => (word + index / rowQuads * wordStride) / 4 + index % rowQuads;
+        public QuadWalk(int rowQuads)
+        {
+            this.rowQuads = rowQuads;
+            rowStep = Group.DimX / rowQuads;
+            quadStep = Group.DimX % rowQuads;
+            Row = Group.IdxX / rowQuads;
+            Quad = Group.IdxX % rowQuads;
+        }
+
+        private QuadWalk(int rowQuads, int rowStep, int quadStep, int row, int quad)
+        {
+            this.rowQuads = rowQuads;
+            this.rowStep = rowStep;
+            this.quadStep = quadStep;
+            Row = row;
+            Quad = quad;
+        }
+
+        public int Row { get; }
+
+        public int Quad { get; }
+
+        public QuadWalk Next()
+        {
+            var quad = Quad + quadStep;
+            var carry = quad >= rowQuads ? 1 : 0;
+            return new QuadWalk(rowQuads, rowStep, quadStep, Row + rowStep + carry, quad - carry * rowQuads);
+        }
+
+        public long Source(long first, long stride) => first + Row * stride + Quad;
+
+        public int Target(int word, int wordStride) => (word + Row * wordStride) / 4 + Quad;
+    }
 }

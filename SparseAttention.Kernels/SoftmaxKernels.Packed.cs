@@ -34,6 +34,9 @@ public static partial class SoftmaxKernels
         var row = new RowCursor(p.Plan, p.Dims);
         var step = new PackedStep(row.BlockSize);
 
+        // Base 2 (scores times scale * log2(e)): one fused multiply-add and one ex2 per element.
+        var scaleLog2 = p.Scale * FlashKernels.Log2E;
+
         // Online softmax, eight elements at a time: the sum is rescaled when a quad raises the max. Two quads per lane
         // per iteration, both loaded before either is used: one chain of table and score loads is a latency each.
         var max = float.NegativeInfinity;
@@ -42,21 +45,21 @@ public static partial class SoftmaxKernels
         {
             var near = new PackedScores(p, row, step, first);
             var far = new PackedScores(p, row, step, first + step.BlocksPerStep);
-            near.Accumulate<TElement>(p.Scale, ref max, ref sum);
-            far.Accumulate<TElement>(p.Scale, ref max, ref sum);
+            near.Accumulate<TElement>(scaleLog2, ref max, ref sum);
+            far.Accumulate<TElement>(scaleLog2, ref max, ref sum);
         }
 
         // Combine lanes: a lane that saw nothing has max -inf and sum 0 and must contribute nothing (not exp(NaN)).
         var rowMax = WarpMax(max);
-        sum = max == float.NegativeInfinity ? 0f : sum * XMath.Exp(max - rowMax);
+        sum = max == float.NegativeInfinity ? 0f : sum * ScoreTile.Exp2(max - rowMax);
         sum = WarpSum(sum);
         var inverse = sum > 0f ? 1f / sum : 0f;
         for (var first = row.Start + step.Slot; first < row.End; first += 2 * step.BlocksPerStep)
         {
             var near = new PackedScores(p, row, step, first);
             var far = new PackedScores(p, row, step, first + step.BlocksPerStep);
-            near.Store<TElement>(p, rowMax, inverse);
-            far.Store<TElement>(p, rowMax, inverse);
+            near.Store<TElement>(p, scaleLog2, rowMax, inverse);
+            far.Store<TElement>(p, scaleLog2, rowMax, inverse);
         }
     }
 
@@ -123,13 +126,13 @@ public static partial class SoftmaxKernels
 
     private static float PairExpSum<TElement>(uint pair, uint allowed, float scale, float max)
         where TElement : struct, IElement<ushort> =>
-        ((allowed & 1u) != 0 ? XMath.Exp(Low<TElement>(pair) * scale - max) : 0f) + ((allowed & 2u) != 0 ? XMath.Exp(High<TElement>(pair) * scale - max) : 0f);
+        ((allowed & 1u) != 0 ? ScoreTile.Exp2(Low<TElement>(pair) * scale - max) : 0f) + ((allowed & 2u) != 0 ? ScoreTile.Exp2(High<TElement>(pair) * scale - max) : 0f);
 
     private static uint PairSoftmax<TElement>(uint pair, uint allowed, float scale, float max, float inverse)
         where TElement : struct, IElement<ushort>, IMmaElement =>
         default(TElement).Pack(
-            (allowed & 1u) != 0 ? XMath.Exp(Low<TElement>(pair) * scale - max) * inverse : 0f,
-            (allowed & 2u) != 0 ? XMath.Exp(High<TElement>(pair) * scale - max) * inverse : 0f);
+            (allowed & 1u) != 0 ? ScoreTile.Exp2(Low<TElement>(pair) * scale - max) * inverse : 0f,
+            (allowed & 2u) != 0 ? ScoreTile.Exp2(High<TElement>(pair) * scale - max) * inverse : 0f);
 
     private static float PairDot<TElement>(uint dy, uint y)
         where TElement : struct, IElement<ushort> => Low<TElement>(dy) * Low<TElement>(y) + High<TElement>(dy) * High<TElement>(y);
@@ -165,7 +168,7 @@ public static partial class SoftmaxKernels
                 XMath.Max(PairMax<TElement>(scores.Z, allowed >> 4, scale), PairMax<TElement>(scores.W, allowed >> 6, scale)));
             if (quadMax > max)
             {
-                sum *= XMath.Exp(max - quadMax);
+                sum *= ScoreTile.Exp2(max - quadMax);
                 max = quadMax;
             }
 
@@ -173,17 +176,17 @@ public static partial class SoftmaxKernels
                 + PairExpSum<TElement>(scores.Z, allowed >> 4, scale, max) + PairExpSum<TElement>(scores.W, allowed >> 6, scale, max);
         }
 
-        public void Store<TElement>(in SoftmaxParams<ushort> p, float max, float inverse)
+        public void Store<TElement>(in SoftmaxParams<ushort> p, float scale, float max, float inverse)
             where TElement : struct, IElement<ushort>, IMmaElement
         {
             if (index >= 0)
             {
                 p.OutputQuads[index] = new Quad
                 {
-                    X = PairSoftmax<TElement>(scores.X, allowed, p.Scale, max, inverse),
-                    Y = PairSoftmax<TElement>(scores.Y, allowed >> 2, p.Scale, max, inverse),
-                    Z = PairSoftmax<TElement>(scores.Z, allowed >> 4, p.Scale, max, inverse),
-                    W = PairSoftmax<TElement>(scores.W, allowed >> 6, p.Scale, max, inverse),
+                    X = PairSoftmax<TElement>(scores.X, allowed, scale, max, inverse),
+                    Y = PairSoftmax<TElement>(scores.Y, allowed >> 2, scale, max, inverse),
+                    Z = PairSoftmax<TElement>(scores.Z, allowed >> 4, scale, max, inverse),
+                    W = PairSoftmax<TElement>(scores.W, allowed >> 6, scale, max, inverse),
                 };
             }
         }

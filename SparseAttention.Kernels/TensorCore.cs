@@ -29,6 +29,31 @@ internal static class TensorCore
         return transposed.Value;
     }
 
+    /// <summary>Shared-window byte address of the group's dynamic shared memory (CUDA only; ILGPU 1.5.3 names it <c>__dyn_shared_alloca</c>).</summary>
+    public static uint SharedBase()
+    {
+        Output<uint> address = default;
+        CudaAsm.EmitRef("mov.u32 %0, __dyn_shared_alloca;", ref address);
+        return address.Value;
+    }
+
+    /// <summary>
+    /// <c>ldmatrix .x4</c> (CUDA only): lanes 8i..8i+7 give the shared addresses of the eight 16-byte rows of matrix i,
+    /// and lane (g, t) gets the pair (row g, columns 2t, 2t+1) of matrix i in <paramref name="m0"/>..<paramref name="m3"/>.
+    /// </summary>
+    public static void LoadMatrices(uint address, ref Output<uint> m0, ref Output<uint> m1, ref Output<uint> m2, ref Output<uint> m3)
+    {
+        Input<uint> rowAddress = address;
+        CudaAsm.EmitRef("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];", ref m0, ref m1, ref m2, ref m3, ref rowAddress);
+    }
+
+    /// <summary><see cref="LoadMatrices"/> with each matrix transposed: lane (g, t) gets rows 2t and 2t+1 of column g.</summary>
+    public static void LoadMatricesTransposed(uint address, ref Output<uint> m0, ref Output<uint> m1, ref Output<uint> m2, ref Output<uint> m3)
+    {
+        Input<uint> rowAddress = address;
+        CudaAsm.EmitRef("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];", ref m0, ref m1, ref m2, ref m3, ref rowAddress);
+    }
+
     /// <summary>Sum over 16 steps of <c>x[xi + s * xStep] * y[yi + s * yStep]</c> in fp32: the CPU twin of one mma k-step.</summary>
     public static float Dot16<TElement>(TElement element, ArrayView<ushort> x, long xi, long xStep, ArrayView<ushort> y, long yi, long yStep)
         where TElement : struct, IElement<ushort>
