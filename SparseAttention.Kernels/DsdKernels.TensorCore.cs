@@ -44,10 +44,11 @@ public static partial class DsdKernels
         var quads = words.Cast<Quad>();
         int weightStride = SharedTiles.RowWords(edge), denseStride = SharedTiles.RowWords(dims.HeadDim);
         var dense = edge * weightStride;
-        long tokenQuads = (long)dims.Heads * dims.HeadDim / 8;
+        long tokenQuads = (long)dims.Heads * dims.HeadDim >> 3;
 
-        int warp = Group.IdxX / 32, lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
-        var featureTiles = dims.HeadDim / 16;
+        // Shifts and masks, not / and %: ILGPU's PTX divides by a constant with a full integer division.
+        int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, g = lane >> 2, t = lane & 3;
+        var featureTiles = dims.HeadDim >> 4;
         int rows = warp / featureTiles * 16, features = warp % featureTiles * 16;
 
         // Accumulators of the two 16x8 tiles (features +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
@@ -60,10 +61,10 @@ public static partial class DsdKernels
         // B (.trans): dense row k + 8 ((l / 8) % 2) + l % 8 at feature features + 8 (l / 16).
         var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
         var weightAddress = transposed
-            ? sharedBase + (uint)(4 * (lane / 16 * 8 + lane % 8) * weightStride + 2 * rows + 16 * (lane / 8 % 2))
-            : sharedBase + (uint)(4 * (rows + lane % 16) * weightStride + 16 * (lane / 16));
+            ? sharedBase + (uint)(4 * ((lane >> 4 << 3) + (lane & 7)) * weightStride + 2 * rows + 16 * ((lane >> 3) & 1))
+            : sharedBase + (uint)(4 * (rows + (lane & 15)) * weightStride + 16 * (lane >> 4));
         var weightStep = (uint)(transposed ? 64 * weightStride : 32);
-        var denseAddress = sharedBase + (uint)(4 * (dense + (lane / 8 % 2 * 8 + lane % 8) * denseStride) + 2 * features + 16 * (lane / 16));
+        var denseAddress = sharedBase + (uint)(4 * (dense + ((((lane >> 3) & 1) << 3) + (lane & 7)) * denseStride) + 2 * features + 16 * (lane >> 4));
         for (var entry = start; entry < end; entry++)
         {
             var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
@@ -74,14 +75,14 @@ public static partial class DsdKernels
                 // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
                 long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
-                SharedTiles.Stage(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) / 8, bs / 8, edge, edge / 8, quads, 0, weightStride);
-                SharedTiles.Stage(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, dense, denseStride);
+                SharedTiles.Stage(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) >> 3, bs >> 3, edge, edge >> 3, quads, 0, weightStride);
+                SharedTiles.Stage(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, dense, denseStride);
                 Group.Barrier();
                 for (var k = 0; k < edge; k += 16)
                 {
                     if (CudaAsm.IsSupported)
                     {
-                        var weightAt = weightAddress + (uint)(k / 16) * weightStep;
+                        var weightAt = weightAddress + (uint)(k >> 4) * weightStep;
                         if (transposed)
                         {
                             TensorCore.LoadMatricesTransposed(weightAt, ref m0, ref m1, ref m2, ref m3);

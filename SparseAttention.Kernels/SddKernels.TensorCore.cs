@@ -50,19 +50,21 @@ public static partial class SddKernels
         var quads = words.Cast<Quad>();
         int operandStride = SharedTiles.RowWords(dims.HeadDim), outputStride = SharedTiles.RowWords(edge);
         int left = 0, right = edge * operandStride, output = 2 * edge * operandStride;
-        long tokenQuads = (long)dims.Heads * dims.HeadDim / 8;
-        SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, left, operandStride);
-        SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) / 8, tokenQuads, edge, dims.HeadDim / 8, quads, right, operandStride);
+        long tokenQuads = (long)dims.Heads * dims.HeadDim >> 3;
+        SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, left, operandStride);
+        SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, right, operandStride);
         Group.Barrier();
 
-        int lane = Group.IdxX % 32, g = lane / 4, t = lane % 4;
-        var rowWord = left + (Group.IdxX / 32 * 16 + g) * operandStride + t;
+        // Shifts and masks, not / and %: ILGPU's PTX divides by a constant with a full integer division in the loops.
+        int warpRow = Group.IdxX >> 5 << 4, lane = Group.IdxX & 31, g = lane >> 2, t = lane & 3;
+        var rowWord = left + (warpRow + g) * operandStride + t;
 
         // ldmatrix row addresses: A (16 query rows by 16 k) takes lane l's row l % 16 at k + 8 (l / 16); B, two 16x8
         // tiles given as key rows, takes key 8 (l / 16) + l % 8 at k + 8 ((l / 8) % 2). Both advance 32 bytes per k-step.
         var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
-        var queryAddress = sharedBase + (uint)(4 * (left + (Group.IdxX / 32 * 16 + lane % 16) * operandStride) + 16 * (lane / 16));
-        var keyAddress = sharedBase + (uint)(4 * (right + (lane / 16 * 8 + lane % 8) * operandStride) + 16 * (lane / 8 % 2));
+        var queryAddress = sharedBase + (uint)(4 * (left + (warpRow + (lane & 15)) * operandStride) + 16 * (lane >> 4));
+        var keyAddress = sharedBase + (uint)(4 * (right + ((lane >> 4 << 3) + (lane & 7)) * operandStride) + 16 * ((lane >> 3) & 1));
+        var kWords = dims.HeadDim >> 1;
         for (var column = 0; column < edge; column += 16)
         {
             // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
@@ -70,7 +72,7 @@ public static partial class SddKernels
             Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
             Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
             var keyWord = right + (column + g) * operandStride + t;
-            for (var k = 0; k < dims.HeadDim / 2; k += 8)
+            for (var k = 0; k < kWords; k += 8)
             {
                 if (CudaAsm.IsSupported)
                 {
@@ -102,7 +104,7 @@ public static partial class SddKernels
                 }
             }
 
-            var outputWord = output + (Group.IdxX / 32 * 16 + g) * outputStride + column / 2 + t;
+            var outputWord = output + (warpRow + g) * outputStride + (column >> 1) + t;
             words[outputWord] = element.Pack(c00.Value, c01.Value);
             words[outputWord + 8 * outputStride] = element.Pack(c02.Value, c03.Value);
             words[outputWord + 4] = element.Pack(c10.Value, c11.Value);
@@ -111,6 +113,6 @@ public static partial class SddKernels
 
         Group.Barrier();
         var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
-        SharedTiles.Unstage(quads, output, outputStride, edge, edge / 8, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) / 8, bs / 8);
+        SharedTiles.Unstage(quads, output, outputStride, edge, edge >> 3, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) >> 3, bs >> 3);
     }
 }

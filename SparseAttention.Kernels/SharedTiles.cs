@@ -32,7 +32,7 @@ internal static class SharedTiles
     public static int Edge(int blockSize) => Math.Min(blockSize, MaxEdge);
 
     /// <summary>Words of one staged row of <paramref name="elements"/> 16-bit elements, padding included.</summary>
-    public static int RowWords(int elements) => elements / 2 + 4;
+    public static int RowWords(int elements) => (elements >> 1) + 4;
 
     /// <summary>Dynamic shared memory of <paramref name="words"/> 32-bit words.</summary>
     public static SharedMemoryConfig Words(int words) => SharedMemoryConfig.RequestDynamic<uint>(words);
@@ -133,6 +133,6 @@ internal static class SharedTiles
 
         public long Source(long first, long stride) => first + Row * stride + Quad;
 
-        public int Target(int word, int wordStride) => (word + Row * wordStride) / 4 + Quad;
+        public int Target(int word, int wordStride) => ((word + Row * wordStride) >> 2) + Quad;
     }
 }

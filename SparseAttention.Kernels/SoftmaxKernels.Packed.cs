@@ -74,7 +74,7 @@ public static partial class SoftmaxKernels
             var entry = first + step.Slot;
             if (entry < row.End)
             {
-                var index = (row.BlockRowStart(entry) + step.Column) / 8;
+                var index = (row.BlockRowStart(entry) + step.Column) >> 3;
                 Quad y = p.ProbabilityQuads[index], dy = p.OutputGradQuads[index];
                 dot += PairDot<TElement>(dy.X, y.X) + PairDot<TElement>(dy.Y, y.Y) + PairDot<TElement>(dy.Z, y.Z) + PairDot<TElement>(dy.W, y.W);
             }
@@ -86,7 +86,7 @@ public static partial class SoftmaxKernels
             var entry = first + step.Slot;
             if (entry < row.End)
             {
-                var index = (row.BlockRowStart(entry) + step.Column) / 8;
+                var index = (row.BlockRowStart(entry) + step.Column) >> 3;
                 Quad y = p.ProbabilityQuads[index], dy = p.OutputGradQuads[index];
                 p.InputGradQuads[index] = new Quad
                 {
@@ -154,7 +154,7 @@ public static partial class SoftmaxKernels
             if (entry < row.End)
             {
                 var block = new BlockInRow(row, p.Plan, entry);
-                index = (block.ElementBase + step.Column) / 8;
+                index = (block.ElementBase + step.Column) >> 3;
                 scores = p.InputQuads[index];
                 allowed = AllowedBits(p, row, block, step.Column);
             }
@@ -197,7 +197,7 @@ public static partial class SoftmaxKernels
     {
         public PackedStep(int blockSize)
         {
-            var lanesPerBlock = blockSize / 8;
+            var lanesPerBlock = blockSize >> 3;
             var lane = Group.IdxX % WarpSize;
             BlocksPerStep = WarpSize / lanesPerBlock;
             Slot = lane / lanesPerBlock;
