@@ -18,7 +18,7 @@ internal static class ChunkMask
     public static int ForQueries(in PlanTables plan, long maskBase, bool isFull, int rowInBlock, int keyInBlock, int query, int key, int autoregressAtKey)
     {
         var lane = Warp.LaneIdx;
-        int g = lane / 4, t = lane % 4;
+        int g = lane >> 2, t = lane & 3;
         int low = RowBits(plan, maskBase, isFull, rowInBlock + g, keyInBlock, t), high = RowBits(plan, maskBase, isFull, rowInBlock + g + 8, keyInBlock, t);
         return WithoutFuture(low | (high << 4), query, key, autoregressAtKey, keysAreRows: false);
     }
@@ -30,7 +30,7 @@ internal static class ChunkMask
     public static int ForKeys(in PlanTables plan, long maskBase, bool isFull, int keyInBlock, int rowInBlock, int key, int query, int autoregressAtKey)
     {
         var lane = Warp.LaneIdx;
-        int g = lane / 4, t = lane % 4;
+        int g = lane >> 2, t = lane & 3;
         var bits = 0;
         for (var i = 0; i < 4; i++)
         {
@@ -66,7 +66,7 @@ internal static class ChunkMask
     private static int WithoutFuture(int bits, int firstRow, int firstColumn, int autoregressAtKey, bool keysAreRows)
     {
         var lane = Warp.LaneIdx;
-        int g = lane / 4, t = lane % 4;
+        int g = lane >> 2, t = lane & 3;
         for (var i = 0; i < 8; i++)
         {
             int row = firstRow + g + (i >> 2) * 8, column = firstColumn + Column(i & 3, t);

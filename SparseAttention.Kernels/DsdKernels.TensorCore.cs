@@ -59,6 +59,7 @@ public static partial class DsdKernels
         // ldmatrix row addresses at k = 0, each advancing 16 staged rows or elements per k-step. A plain: W row
         // rows + l % 16 at k + 8 (l / 16). A transposed (.trans): staged row k + 8 (l / 16) + l % 8 at m = rows + 8 ((l / 8) % 2).
         // B (.trans): dense row k + 8 ((l / 8) % 2) + l % 8 at feature features + 8 (l / 16).
+        QuadWalk weightWalk = new(edge >> 3), denseWalk = new(dims.HeadDim >> 3);
         var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
         var weightAddress = transposed
             ? sharedBase + (uint)(4 * ((lane >> 4 << 3) + (lane & 7)) * weightStride + 2 * rows + 16 * ((lane >> 3) & 1))
@@ -75,8 +76,12 @@ public static partial class DsdKernels
                 // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
                 long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
-                SharedTiles.Stage(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) >> 3, bs >> 3, edge, edge >> 3, quads, 0, weightStride);
-                SharedTiles.Stage(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, dense, denseStride);
+                // A group has edge * headDim / 8 threads: each stages edge / headDim (at most 4) weight quads and one dense
+                // quad, so one batch of each covers both tiles, both loaded before either is stored.
+                var weightBatch = new QuadBatch(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) >> 3, bs >> 3, edge, weightWalk);
+                var denseBatch = new QuadBatch(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) >> 3, tokenQuads, edge, denseWalk);
+                weightBatch.Store(quads, 0, weightStride);
+                denseBatch.Store(quads, dense, denseStride);
                 Group.Barrier();
                 for (var k = 0; k < edge; k += 16)
                 {

@@ -57,14 +57,14 @@ internal struct Tile8 : IFeatureTiles
             // Lane (g, t) loads the pair (row g, features 2t, 2t+1) of each 8x8 quarter; movmatrix.trans turns that into
             // (rows 2t, 2t+1, feature g), B's fragment: two 4-byte loads instead of four 2-byte loads and two packs.
             var lane = Warp.LaneIdx;
-            var pair = (rowZero + lane / 4 * rowStep + feature + 2 * (lane % 4)) >> 1;
+            var pair = (rowZero + (lane >> 2) * rowStep + feature + 2 * (lane & 3)) >> 1;
             b0 = TensorCore.Transpose(densePairs[pair]);
             b1 = TensorCore.Transpose(densePairs[pair + 4 * rowStep]);
         }
         else
         {
             var lane = Warp.LaneIdx;
-            var first = rowZero + 2 * (lane % 4) * rowStep + feature + lane / 4;
+            var first = rowZero + 2 * (lane & 3) * rowStep + feature + (lane >> 2);
             var eightRows = 8 * rowStep;
             b0 = TensorCore.Pack(dense[first], dense[first + rowStep]);
             b1 = TensorCore.Pack(dense[first + eightRows], dense[first + eightRows + rowStep]);

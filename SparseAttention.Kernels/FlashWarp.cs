@@ -17,12 +17,12 @@ internal readonly struct FlashWarp
         plan = p.Plan;
         this.transposed = transposed;
         var lane = Warp.LaneIdx;
-        G = lane / 4;
-        T = lane % 4;
+        G = lane >> 2;
+        T = lane & 3;
         N = Grid.IdxY / p.Dims.Heads;
         H = Grid.IdxY % p.Dims.Heads;
         layoutHead = plan.LayoutHead(H);
-        InBlock = Group.IdxX / 32 * 16;
+        InBlock = Group.IdxX >> 5 << 4;
         First = Grid.IdxX * plan.BlockSize + InBlock;
         var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
         Start = offsets[layoutHead * (plan.BlockCount + 1) + Grid.IdxX];

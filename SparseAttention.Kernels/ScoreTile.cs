@@ -21,7 +21,7 @@ internal struct ScoreTile
     {
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-        for (var k = 0; k < depth / 2; k += 8)
+        for (var k = 0; k < depth >> 1; k += 8)
         {
             long a = rowPair + k, b = columnPair + k;
             a0 = rows[a];

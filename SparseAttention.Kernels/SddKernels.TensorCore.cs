@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
@@ -7,6 +8,9 @@ namespace SparseAttention.Kernels;
 /// <summary>SDD v3: tensor cores for fp16 and bf16, operands and result staged through shared memory.</summary>
 public static partial class SddKernels
 {
+    // Groups of the staged kernel one multiprocessor holds (27.6 KB of shared memory each at head dim 64).
+    private const int GroupsPerMultiprocessor = 8;
+
     /// <summary>Computes every enabled block of <c>Left . Right^T</c> with mma.sync (plain C# twin on the CPU accelerator).</summary>
     public static void LaunchTensorCore<TElement>(Accelerator accelerator, in SddParams<ushort> p)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -17,19 +21,24 @@ public static partial class SddKernels
         SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
         var edge = SharedTiles.Edge(p.Plan.BlockSize);
         var tilesPerBlock = p.Plan.BlockSize / edge;
-        var groups = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
-        if (groups == 0)
+        var tiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
+        if (tiles == 0)
         {
             return;
         }
 
+        // About one wave of groups, each taking a run of consecutive tiles.
+        var heads = (long)p.Dims.Batch * p.Dims.Heads;
+        var tilesPerGroup = (int)Math.Max(1, tiles * heads / (accelerator.NumMultiprocessors * GroupsPerMultiprocessor));
         var words = edge * (2 * SharedTiles.RowWords(p.Dims.HeadDim) + SharedTiles.RowWords(edge));
-        var config = new KernelConfig(new Index2D(groups, p.Dims.Batch * p.Dims.Heads), new Index2D(edge / 16 * 32, 1), SharedTiles.Words(words));
-        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
+        var groups = new Index3D((tiles + tilesPerGroup - 1) / tilesPerGroup, p.Dims.Heads, p.Dims.Batch);
+        var config = new KernelConfig(groups, new Index3D(edge / 16 * 32, 1, 1), SharedTiles.Words(words));
+        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p with { TilesPerGroup = tilesPerGroup });
     }
 
-    // One group per edge x edge tile of an enabled block: both operands' rows are staged once with 16-byte loads, each
-    // warp computes 16 rows of the tile against every staged key, and the tile leaves through shared memory as
+    // A group takes a run of consecutive edge x edge tiles of one (sequence, head), in block order, so runs stay in a
+    // block row: the query rows are staged (16-byte loads) only when the row changes, the key rows for every tile. Each
+    // warp computes 16 query rows of the tile against every staged key, and the tile leaves through shared memory as
     // 16-byte stores (a 16x16 warp tile stored directly is 16-byte pieces of 32-byte sectors).
     internal static void TensorCoreKernel<TElement>(SddParams<ushort> p)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -38,12 +47,12 @@ public static partial class SddKernels
         var dims = p.Dims;
         var plan = p.Plan;
         int bs = plan.BlockSize, edge = SharedTiles.Edge(bs), tilesPerBlock = bs / edge;
-        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
-        var block = Grid.IdxX / (tilesPerBlock * tilesPerBlock);
-        var tileInBlock = Grid.IdxX % (tilesPerBlock * tilesPerBlock);
-        int tileRow = tileInBlock / tilesPerBlock * edge, tileColumn = tileInBlock % tilesPerBlock * edge;
-        var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
-        var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+        int n = Grid.IdxZ, h = Grid.IdxY, lh = plan.LayoutHead(h);
+
+        // Blocks of 128 hold 2 x 2 tiles, smaller ones one: tile shift 1 or 0.
+        var tileShift = tilesPerBlock >> 1;
+        var firstTile = Grid.IdxX * p.TilesPerGroup;
+        var lastTile = XMath.Min(firstTile + p.TilesPerGroup, plan.BlocksPerHead << (2 * tileShift));
 
         var words = SharedMemory.GetDynamic<uint>();
         var halves = words.Cast<ushort>();
@@ -51,9 +60,7 @@ public static partial class SddKernels
         int operandStride = SharedTiles.RowWords(dims.HeadDim), outputStride = SharedTiles.RowWords(edge);
         int left = 0, right = edge * operandStride, output = 2 * edge * operandStride;
         long tokenQuads = (long)dims.Heads * dims.HeadDim >> 3;
-        SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, left, operandStride);
-        SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) >> 3, tokenQuads, edge, dims.HeadDim >> 3, quads, right, operandStride);
-        Group.Barrier();
+        QuadWalk operandWalk = new(dims.HeadDim >> 3), outputWalk = new(edge >> 3);
 
         // Shifts and masks, not / and %: ILGPU's PTX divides by a constant with a full integer division in the loops.
         int warpRow = Group.IdxX >> 5 << 4, lane = Group.IdxX & 31, g = lane >> 2, t = lane & 3;
@@ -65,54 +72,74 @@ public static partial class SddKernels
         var queryAddress = sharedBase + (uint)(4 * (left + (warpRow + (lane & 15)) * operandStride) + 16 * (lane >> 4));
         var keyAddress = sharedBase + (uint)(4 * (right + ((lane >> 4 << 3) + (lane & 7)) * operandStride) + 16 * ((lane >> 3) & 1));
         var kWords = dims.HeadDim >> 1;
-        for (var column = 0; column < edge; column += 16)
+        var stagedRow = -1;
+        for (var tile = firstTile; tile < lastTile; tile++)
         {
-            // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
-            Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
-            Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-            Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
-            var keyWord = right + (column + g) * operandStride + t;
-            for (var k = 0; k < kWords; k += 8)
+            var block = tile >> (2 * tileShift);
+            var tileInBlock = tile & ((1 << (2 * tileShift)) - 1);
+            int tileRow = (tileInBlock >> tileShift) * edge, tileColumn = (tileInBlock & (tilesPerBlock - 1)) * edge;
+            var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
+            var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
+
+            // The previous tile's warps are done with the staged keys (and queries) before they are replaced.
+            Group.Barrier();
+            if (leftRow != stagedRow)
             {
-                if (CudaAsm.IsSupported)
-                {
-                    TensorCore.LoadMatrices(queryAddress + (uint)(4 * k), ref m0, ref m1, ref m2, ref m3);
-                    a0 = m0.Value;
-                    a1 = m1.Value;
-                    a2 = m2.Value;
-                    a3 = m3.Value;
-                    TensorCore.LoadMatrices(keyAddress + (uint)(4 * (column * operandStride + k)), ref m0, ref m1, ref m2, ref m3);
-                    b0 = m0.Value;
-                    b1 = m1.Value;
-                    element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                    b0 = m2.Value;
-                    b1 = m3.Value;
-                    element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-                }
-                else
-                {
-                    // Element indices of query row g and key 2t at this k; rows are 2 * stride elements apart.
-                    long query = 2 * (rowWord - t + k), key = 2 * (keyWord - t + k - g * operandStride + 2 * t * operandStride), row = 2 * operandStride;
-                    c00.Value += TensorCore.Dot16(element, halves, query, 1, halves, key, 1);
-                    c01.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + row, 1);
-                    c02.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key, 1);
-                    c03.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + row, 1);
-                    c10.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 8 * row, 1);
-                    c11.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 9 * row, 1);
-                    c12.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 8 * row, 1);
-                    c13.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 9 * row, 1);
-                }
+                SharedTiles.Stage(p.LeftQuads, dims.Index(n, leftRow, h, 0) >> 3, tokenQuads, edge, operandWalk, quads, left, operandStride);
+                stagedRow = leftRow;
             }
 
-            var outputWord = output + (warpRow + g) * outputStride + (column >> 1) + t;
-            words[outputWord] = element.Pack(c00.Value, c01.Value);
-            words[outputWord + 8 * outputStride] = element.Pack(c02.Value, c03.Value);
-            words[outputWord + 4] = element.Pack(c10.Value, c11.Value);
-            words[outputWord + 8 * outputStride + 4] = element.Pack(c12.Value, c13.Value);
-        }
+            SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) >> 3, tokenQuads, edge, operandWalk, quads, right, operandStride);
+            Group.Barrier();
+            for (var column = 0; column < edge; column += 16)
+            {
+                // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+                Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+                Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
+                Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
+                var keyWord = right + (column + g) * operandStride + t;
+                for (var k = 0; k < kWords; k += 8)
+                {
+                    if (CudaAsm.IsSupported)
+                    {
+                        TensorCore.LoadMatrices(queryAddress + (uint)(4 * k), ref m0, ref m1, ref m2, ref m3);
+                        a0 = m0.Value;
+                        a1 = m1.Value;
+                        a2 = m2.Value;
+                        a3 = m3.Value;
+                        TensorCore.LoadMatrices(keyAddress + (uint)(4 * (column * operandStride + k)), ref m0, ref m1, ref m2, ref m3);
+                        b0 = m0.Value;
+                        b1 = m1.Value;
+                        element.Mma(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                        b0 = m2.Value;
+                        b1 = m3.Value;
+                        element.Mma(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+                    }
+                    else
+                    {
+                        // Element indices of query row g and key 2t at this k; rows are 2 * stride elements apart.
+                        long query = 2 * (rowWord - t + k), key = 2 * (keyWord - t + k - g * operandStride + 2 * t * operandStride), row = 2 * operandStride;
+                        c00.Value += TensorCore.Dot16(element, halves, query, 1, halves, key, 1);
+                        c01.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + row, 1);
+                        c02.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key, 1);
+                        c03.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + row, 1);
+                        c10.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 8 * row, 1);
+                        c11.Value += TensorCore.Dot16(element, halves, query, 1, halves, key + 9 * row, 1);
+                        c12.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 8 * row, 1);
+                        c13.Value += TensorCore.Dot16(element, halves, query + 8 * row, 1, halves, key + 9 * row, 1);
+                    }
+                }
 
-        Group.Barrier();
-        var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
-        SharedTiles.Unstage(quads, output, outputStride, edge, edge >> 3, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) >> 3, bs >> 3);
+                var outputWord = output + (warpRow + g) * outputStride + (column >> 1) + t;
+                words[outputWord] = element.Pack(c00.Value, c01.Value);
+                words[outputWord + 8 * outputStride] = element.Pack(c02.Value, c03.Value);
+                words[outputWord + 4] = element.Pack(c10.Value, c11.Value);
+                words[outputWord + 8 * outputStride + 4] = element.Pack(c12.Value, c13.Value);
+            }
+
+            Group.Barrier();
+            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            SharedTiles.Unstage(quads, output, outputStride, edge, outputWalk, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) >> 3, bs >> 3);
+        }
     }
 }

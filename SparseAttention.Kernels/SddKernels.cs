@@ -10,7 +10,8 @@ namespace SparseAttention.Kernels;
 //   v2  fp16/bf16: tensor cores (mma.sync m16n8k16, fp32 accumulate) in SddKernels.TensorCore.cs; one warp per 16x16
 //       output tile, fragments loaded straight from global memory as packed pairs; no shared memory, no barriers.
 //   v3  fp16/bf16: one group per 64x64 tile (or the whole smaller block), both operands staged in shared memory with
-//       16-byte loads and read by the warps from there, the result leaving through shared memory as 16-byte stores.
+//       16-byte loads and read by the warps from there (ldmatrix), the result leaving through shared memory as 16-byte
+//       stores; about one wave of groups, each taking a run of tiles and staging the query rows once per block row.
 
 /// <summary>Arguments of the SDD kernel.</summary>
 /// <typeparam name="T">Storage type of the inputs and the block-sparse output.</typeparam>
@@ -40,6 +41,9 @@ public readonly struct SddParams<T>
 
     /// <summary>16-bit types only: <see cref="Output"/> as quads.</summary>
     public ArrayView<Quad> OutputQuads { get; init; }
+
+    /// <summary>16-bit tensor-core kernel only: consecutive tiles each group computes (set by its launcher).</summary>
+    public int TilesPerGroup { get; init; }
 
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }

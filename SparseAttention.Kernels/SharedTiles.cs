@@ -38,40 +38,21 @@ internal static class SharedTiles
     public static SharedMemoryConfig Words(int words) => SharedMemoryConfig.RequestDynamic<uint>(words);
 
     /// <summary>
-    /// The group copies <paramref name="rows"/> rows of <paramref name="rowQuads"/> quads, the first at quad
+    /// The group copies <paramref name="rows"/> rows of quads (<paramref name="walk"/> knows how many per row and this
+    /// thread's first), the first at quad
     /// <paramref name="source"/> and the next <paramref name="sourceStride"/> quads apart, into the group's dynamic
     /// shared memory <paramref name="shared"/> from word <paramref name="word"/> with <paramref name="wordStride"/>
     /// words per row. Each thread loads four quads before it stores any, so four loads are in flight at once (a loop of
     /// one load and one store waits out a load latency per quad). Not <c>cp.async</c>: with it in a kernel, ptxas kept
     /// the local depots of the mma operands in memory (a 112-byte stack frame, 3x slower).
     /// </summary>
-    public static void Stage(ArrayView<Quad> global, long source, long sourceStride, int rows, int rowQuads, ArrayView<Quad> shared, int word, int wordStride)
+    public static void Stage(ArrayView<Quad> global, long source, long sourceStride, int rows, QuadWalk walk, ArrayView<Quad> shared, int word, int wordStride)
     {
-        var walk = new QuadWalk(rowQuads);
         while (walk.Row < rows)
         {
-            QuadWalk w1 = walk.Next(), w2 = w1.Next(), w3 = w2.Next();
-            var q0 = global[walk.Source(source, sourceStride)];
-            var q1 = w1.Row < rows ? global[w1.Source(source, sourceStride)] : default;
-            var q2 = w2.Row < rows ? global[w2.Source(source, sourceStride)] : default;
-            var q3 = w3.Row < rows ? global[w3.Source(source, sourceStride)] : default;
-            shared[walk.Target(word, wordStride)] = q0;
-            if (w1.Row < rows)
-            {
-                shared[w1.Target(word, wordStride)] = q1;
-            }
-
-            if (w2.Row < rows)
-            {
-                shared[w2.Target(word, wordStride)] = q2;
-            }
-
-            if (w3.Row < rows)
-            {
-                shared[w3.Target(word, wordStride)] = q3;
-            }
-
-            walk = w3.Next();
+            var batch = new QuadBatch(global, source, sourceStride, rows, walk);
+            batch.Store(shared, word, wordStride);
+            walk = batch.Rest;
         }
     }
 
@@ -86,53 +67,111 @@ internal static class SharedTiles
     }
 
     /// <summary>The reverse of <see cref="Stage"/>: staged rows out to global memory, 16 bytes per store.</summary>
-    public static void Unstage(ArrayView<Quad> shared, int word, int wordStride, int rows, int rowQuads, ArrayView<Quad> global, long target, long targetStride)
+    public static void Unstage(ArrayView<Quad> shared, int word, int wordStride, int rows, QuadWalk walk, ArrayView<Quad> global, long target, long targetStride)
     {
-        for (var walk = new QuadWalk(rowQuads); walk.Row < rows; walk = walk.Next())
+        for (; walk.Row < rows; walk = walk.Next())
         {
             global[walk.Source(target, targetStride)] = shared[walk.Target(word, wordStride)];
         }
     }
+}
 
-    /// <summary>
-    /// A thread's way through a tile of rows of quads, a group's width of quads per step: one division to start, then
-    /// additions only (a division per quad was a large share of the staged kernels' instructions).
-    /// </summary>
-    private readonly struct QuadWalk
+/// <summary>
+/// A thread's way through a tile of rows of quads, a group's width of quads per step: divisions once, where the walk is
+/// made (hoisted out of the kernels' loops), then additions only.
+/// </summary>
+internal readonly struct QuadWalk
+{
+    private readonly int rowQuads, rowStep, quadStep;
+
+    /// <summary>Starts thread <c>Group.IdxX</c> of the group on rows of <paramref name="rowQuads"/> quads.</summary>
+    public QuadWalk(int rowQuads)
     {
-        private readonly int rowQuads, rowStep, quadStep;
+        this.rowQuads = rowQuads;
+        rowStep = Group.DimX / rowQuads;
+        quadStep = Group.DimX - rowStep * rowQuads;
+        Row = Group.IdxX / rowQuads;
+        Quad = Group.IdxX - Row * rowQuads;
+    }
 
-        public QuadWalk(int rowQuads)
+    private QuadWalk(int rowQuads, int rowStep, int quadStep, int row, int quad)
+    {
+        this.rowQuads = rowQuads;
+        this.rowStep = rowStep;
+        this.quadStep = quadStep;
+        Row = row;
+        Quad = quad;
+    }
+
+    /// <summary>Row of this thread's quad.</summary>
+    public int Row { get; }
+
+    /// <summary>Quad within the row.</summary>
+    public int Quad { get; }
+
+    /// <summary>This thread's next quad, a group's width further.</summary>
+    public QuadWalk Next()
+    {
+        var quad = Quad + quadStep;
+        var carry = quad >= rowQuads ? 1 : 0;
+        return new QuadWalk(rowQuads, rowStep, quadStep, Row + rowStep + carry, quad - carry * rowQuads);
+    }
+
+    /// <summary>Index of the quad among rows <paramref name="stride"/> quads apart from quad <paramref name="first"/>.</summary>
+    public long Source(long first, long stride) => first + Row * stride + Quad;
+
+    /// <summary>Index of the quad among staged rows of <paramref name="wordStride"/> words from word <paramref name="word"/>.</summary>
+    public int Target(int word, int wordStride) => ((word + Row * wordStride) >> 2) + Quad;
+}
+
+/// <summary>
+/// Up to four quads of a thread's walk, loaded together so their latencies overlap, and stored later: a kernel can load
+/// two tiles' batches before storing either, waiting out one load latency instead of two.
+/// </summary>
+internal readonly struct QuadBatch
+{
+    private readonly Quad q0, q1, q2, q3;
+    private readonly QuadWalk w0, w1, w2, w3;
+    private readonly int rows;
+
+    /// <summary>Loads this thread's next four quads (fewer past the last row) of rows <paramref name="sourceStride"/> quads apart from quad <paramref name="source"/>.</summary>
+    public QuadBatch(ArrayView<Quad> global, long source, long sourceStride, int rows, QuadWalk walk)
+    {
+        this.rows = rows;
+        w0 = walk;
+        w1 = w0.Next();
+        w2 = w1.Next();
+        w3 = w2.Next();
+        q0 = w0.Row < rows ? global[w0.Source(source, sourceStride)] : default;
+        q1 = w1.Row < rows ? global[w1.Source(source, sourceStride)] : default;
+        q2 = w2.Row < rows ? global[w2.Source(source, sourceStride)] : default;
+        q3 = w3.Row < rows ? global[w3.Source(source, sourceStride)] : default;
+    }
+
+    /// <summary>Where this thread's walk goes on after the batch.</summary>
+    public QuadWalk Rest => w3.Next();
+
+    /// <summary>Stores the batch into staged rows of <paramref name="wordStride"/> words from word <paramref name="word"/>.</summary>
+    public void Store(ArrayView<Quad> shared, int word, int wordStride)
+    {
+        if (w0.Row < rows)
         {
-            this.rowQuads = rowQuads;
-            rowStep = Group.DimX / rowQuads;
-            quadStep = Group.DimX % rowQuads;
-            Row = Group.IdxX / rowQuads;
-            Quad = Group.IdxX % rowQuads;
+            shared[w0.Target(word, wordStride)] = q0;
         }
 
-        private QuadWalk(int rowQuads, int rowStep, int quadStep, int row, int quad)
+        if (w1.Row < rows)
         {
-            this.rowQuads = rowQuads;
-            this.rowStep = rowStep;
-            this.quadStep = quadStep;
-            Row = row;
-            Quad = quad;
+            shared[w1.Target(word, wordStride)] = q1;
         }
 
-        public int Row { get; }
-
-        public int Quad { get; }
-
-        public QuadWalk Next()
+        if (w2.Row < rows)
         {
-            var quad = Quad + quadStep;
-            var carry = quad >= rowQuads ? 1 : 0;
-            return new QuadWalk(rowQuads, rowStep, quadStep, Row + rowStep + carry, quad - carry * rowQuads);
+            shared[w2.Target(word, wordStride)] = q2;
         }
 
-        public long Source(long first, long stride) => first + Row * stride + Quad;
-
-        public int Target(int word, int wordStride) => ((word + Row * wordStride) >> 2) + Quad;
+        if (w3.Row < rows)
+        {
+            shared[w3.Target(word, wordStride)] = q3;
+        }
     }
 }
