@@ -33,8 +33,8 @@ public static partial class DsdKernels
         var plan = p.Plan;
         int bs = plan.BlockSize, edge = SharedTiles.Edge(bs);
         var transposed = p.Transposed != 0;
-        int n = Grid.IdxY / dims.Heads, h = Grid.IdxY % dims.Heads, lh = plan.LayoutHead(h);
-        int firstRow = Grid.IdxX * edge, outBlock = firstRow / bs, rowInBlock = firstRow % bs;
+        int n = TensorCore.Keep(Grid.IdxY / dims.Heads), h = TensorCore.Keep(Grid.IdxY - n * dims.Heads), lh = plan.LayoutHead(h);
+        int firstRow = Grid.IdxX * edge, outBlock = firstRow / bs, rowInBlock = TensorCore.Keep(firstRow - outBlock * bs);
         var offsets = transposed ? plan.ColumnOffsets : plan.RowOffsets;
         var start = offsets[lh * (plan.BlockCount + 1) + outBlock];
         var end = offsets[lh * (plan.BlockCount + 1) + outBlock + 1];
@@ -49,7 +49,8 @@ public static partial class DsdKernels
         // Shifts and masks, not / and %: ILGPU's PTX divides by a constant with a full integer division.
         int warp = Group.IdxX >> 5, lane = Group.IdxX & 31, g = lane >> 2, t = lane & 3;
         var featureTiles = dims.HeadDim >> 4;
-        int rows = warp / featureTiles * 16, features = warp % featureTiles * 16;
+        var featureTile = TensorCore.Keep(warp % featureTiles);
+        int rows = (warp - featureTile) / featureTiles * 16, features = featureTile * 16;
 
         // Accumulators of the two 16x8 tiles (features +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
         Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;

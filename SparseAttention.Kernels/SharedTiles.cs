@@ -88,10 +88,10 @@ internal readonly struct QuadWalk
     public QuadWalk(int rowQuads)
     {
         this.rowQuads = rowQuads;
-        rowStep = Group.DimX / rowQuads;
-        quadStep = Group.DimX - rowStep * rowQuads;
-        Row = Group.IdxX / rowQuads;
-        Quad = Group.IdxX - Row * rowQuads;
+        rowStep = TensorCore.Keep(Group.DimX / rowQuads);
+        quadStep = TensorCore.Keep(Group.DimX - rowStep * rowQuads);
+        Row = TensorCore.Keep(Group.IdxX / rowQuads);
+        Quad = TensorCore.Keep(Group.IdxX - Row * rowQuads);
     }
 
     private QuadWalk(int rowQuads, int rowStep, int quadStep, int row, int quad)

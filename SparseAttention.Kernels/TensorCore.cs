@@ -29,6 +29,24 @@ internal static class TensorCore
         return transposed.Value;
     }
 
+    /// <summary>
+    /// <paramref name="value"/>, computed here and not at its uses: ILGPU's code placement moves pure arithmetic down to
+    /// where it is used, into loops, so a division meant to run once per thread ran on every iteration. An inline
+    /// <c>mov</c> on CUDA is a point the computation cannot move past.
+    /// </summary>
+    public static int Keep(int value)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            Output<int> kept = default;
+            Input<int> source = value;
+            CudaAsm.EmitRef("mov.b32 %0, %1;", ref kept, ref source);
+            return kept.Value;
+        }
+
+        return value;
+    }
+
     /// <summary>Shared-window byte address of the group's dynamic shared memory (CUDA only; ILGPU 1.5.3 names it <c>__dyn_shared_alloca</c>).</summary>
     public static uint SharedBase()
     {
