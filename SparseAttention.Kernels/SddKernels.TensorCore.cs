@@ -73,13 +73,16 @@ public static partial class SddKernels
         var keyAddress = sharedBase + (uint)(4 * (right + ((lane >> 4 << 3) + (lane & 7)) * operandStride) + 16 * ((lane >> 3) & 1));
         var kWords = dims.HeadDim >> 1;
         var stagedRow = -1;
+
+        // The next tile's keys are loaded into registers (one batch: all of them up to head dim 64) while the warps
+        // compute this one, so their load latency is hidden behind the mma work.
+        var keys = new QuadBatch(p.RightQuads, KeyQuad(p, n, h, firstTile, tileShift, tilesPerBlock, edge), tokenQuads, edge, operandWalk);
         for (var tile = firstTile; tile < lastTile; tile++)
         {
             var block = tile >> (2 * tileShift);
             var tileInBlock = tile & ((1 << (2 * tileShift)) - 1);
             int tileRow = (tileInBlock >> tileShift) * edge, tileColumn = (tileInBlock & (tilesPerBlock - 1)) * edge;
             var leftRow = plan.BlockRows[lh * plan.BlocksPerHead + block] * bs + tileRow;
-            var rightRow = plan.BlockColumns[lh * plan.BlocksPerHead + block] * bs + tileColumn;
 
             // The previous tile's warps are done with the staged keys (and queries) before they are replaced.
             Group.Barrier();
@@ -89,8 +92,11 @@ public static partial class SddKernels
                 stagedRow = leftRow;
             }
 
-            SharedTiles.Stage(p.RightQuads, dims.Index(n, rightRow, h, 0) >> 3, tokenQuads, edge, operandWalk, quads, right, operandStride);
+            var keyQuad = KeyQuad(p, n, h, tile, tileShift, tilesPerBlock, edge);
+            keys.Store(quads, right, operandStride);
+            SharedTiles.Stage(p.RightQuads, keyQuad, tokenQuads, edge, keys.Rest, quads, right, operandStride);
             Group.Barrier();
+            keys = new QuadBatch(p.RightQuads, KeyQuad(p, n, h, XMath.Min(tile + 1, lastTile - 1), tileShift, tilesPerBlock, edge), tokenQuads, edge, operandWalk);
             for (var column = 0; column < edge; column += 16)
             {
                 // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
@@ -141,5 +147,15 @@ public static partial class SddKernels
             var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
             SharedTiles.Unstage(quads, output, outputStride, edge, outputWalk, p.OutputQuads, (blockBase + (long)tileRow * bs + tileColumn) >> 3, bs >> 3);
         }
+    }
+
+    // Quad index of the first key row of tile number tile (tiles in block order, 2^tileShift per block edge).
+    private static long KeyQuad(in SddParams<ushort> p, int n, int h, int tile, int tileShift, int tilesPerBlock, int edge)
+    {
+        var plan = p.Plan;
+        var block = tile >> (2 * tileShift);
+        var tileColumn = (tile & (tilesPerBlock - 1)) * edge;
+        var rightRow = plan.BlockColumns[plan.LayoutHead(h) * plan.BlocksPerHead + block] * plan.BlockSize + tileColumn;
+        return p.Dims.Index(n, rightRow, h, 0) >> 3;
     }
 }
