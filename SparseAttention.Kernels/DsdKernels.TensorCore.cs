@@ -67,32 +67,23 @@ public static partial class DsdKernels
             : sharedBase + (uint)(4 * (rows + (lane & 15)) * weightStride + 16 * (lane >> 4));
         var weightStep = (uint)(transposed ? 64 * weightStride : 32);
         var denseAddress = sharedBase + (uint)(4 * (dense + ((((lane >> 3) & 1) << 3) + (lane & 7)) * denseStride) + 2 * features + 16 * (lane >> 4));
-        // A group has edge * headDim / 8 threads: each stages edge / headDim (at most 4) weight quads and one dense quad,
-        // so one batch of each covers a slice. The next slice's batches load into registers while the warps compute
-        // this one, hiding their latency behind the mma work.
-        var source = new SliceSource(p, n, h, rowInBlock, transposed);
-        QuadBatch weightBatch = default, denseBatch = default;
-        if (start < end)
-        {
-            weightBatch = new QuadBatch(p.WeightQuads, source.WeightQuad(start, 0), bs >> 3, edge, weightWalk);
-            denseBatch = new QuadBatch(p.DenseQuads, source.DenseQuad(start, 0), tokenQuads, edge, denseWalk);
-        }
-
         for (var entry = start; entry < end; entry++)
         {
+            var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
+            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
+            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
             for (var slice = 0; slice < bs; slice += edge)
             {
+                // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
+                long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
+                // A group has edge * headDim / 8 threads: each stages edge / headDim (at most 4) weight quads and one dense
+                // quad, so one batch of each covers both tiles, both loaded before either is stored.
+                var weightBatch = new QuadBatch(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) >> 3, bs >> 3, edge, weightWalk);
+                var denseBatch = new QuadBatch(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) >> 3, tokenQuads, edge, denseWalk);
                 weightBatch.Store(quads, 0, weightStride);
                 denseBatch.Store(quads, dense, denseStride);
                 Group.Barrier();
-                int nextEntry = slice + edge < bs ? entry : entry + 1, nextSlice = slice + edge < bs ? slice + edge : 0;
-                if (nextEntry < end)
-                {
-                    weightBatch = new QuadBatch(p.WeightQuads, source.WeightQuad(nextEntry, nextSlice), bs >> 3, edge, weightWalk);
-                    denseBatch = new QuadBatch(p.DenseQuads, source.DenseQuad(nextEntry, nextSlice), tokenQuads, edge, denseWalk);
-                }
-
                 for (var k = 0; k < edge; k += 16)
                 {
                     if (CudaAsm.IsSupported)
@@ -145,42 +136,5 @@ public static partial class DsdKernels
         p.OutputPairs[(output + eightRows) >> 1] = element.Pack(c02.Value, c03.Value);
         p.OutputPairs[(output + 8) >> 1] = element.Pack(c10.Value, c11.Value);
         p.OutputPairs[(output + eightRows + 8) >> 1] = element.Pack(c12.Value, c13.Value);
-    }
-
-    /// <summary>Where a slice of a LUT entry's block comes from: its weight tile and the dense rows it multiplies.</summary>
-    private readonly struct SliceSource
-    {
-        private readonly DsdParams<ushort> p;
-        private readonly int n, h, rowInBlock;
-        private readonly bool transposed;
-
-        public SliceSource(in DsdParams<ushort> p, int n, int h, int rowInBlock, bool transposed)
-        {
-            this.p = p;
-            this.n = n;
-            this.h = h;
-            this.rowInBlock = rowInBlock;
-            this.transposed = transposed;
-        }
-
-        // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
-        public long WeightQuad(int entry, int slice)
-        {
-            var plan = p.Plan;
-            var bs = plan.BlockSize;
-            var blockBase = (((long)n * p.Dims.Heads + h) * plan.BlocksPerHead + Block(entry)) * bs * bs;
-            long row = transposed ? slice : rowInBlock, column = transposed ? rowInBlock : slice;
-            return (blockBase + row * bs + column) >> 3;
-        }
-
-        public long DenseQuad(int entry, int slice)
-        {
-            var plan = p.Plan;
-            var planBlock = plan.LayoutHead(h) * plan.BlocksPerHead + Block(entry);
-            var other = transposed ? plan.BlockRows[planBlock] : plan.BlockColumns[planBlock];
-            return p.Dims.Index(n, other * plan.BlockSize + slice, h, 0) >> 3;
-        }
-
-        private int Block(int entry) => transposed ? p.Plan.ColumnBlocks[entry] : p.Plan.RowBlocks[entry];
     }
 }
