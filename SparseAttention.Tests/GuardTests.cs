@@ -29,6 +29,23 @@ public sealed class GuardTests
     }
 
     [TestMethod]
+    public void HalfViewsOffTheSixteenByteGridAreRejectedBeforeAnyKernel()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));
+        using var buffer = DeviceTensor<Half>.Allocate(Device, 1, 64 * 32 + 8);
+        using var q = DeviceTensor<Half>.Allocate(Device, 1, 64, 32);
+        using var shifted = DeviceTensor<Half>.Wrap(Device, buffer.View.SubView(1, 64 * 32), 1, 64, 32);
+        using var w = BlockSparseOps.AllocateWeights<Half>(Device, plan, 1);
+        w.Fill((Half)42f);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.QueryKey(q, shifted, plan, w));
+        Assert.AreEqual("right", ex.ParamName);
+        StringAssert.Contains(ex.Message, "16-byte boundary");
+        Assert.IsTrue(w.ToArray().All(x => x == (Half)42f), "destination untouched");
+        ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.WeightValue(w, q, plan, shifted));
+        Assert.AreEqual("output", ex.ParamName);
+    }
+
+    [TestMethod]
     public void UnsupportedHeadDim()
     {
         var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));

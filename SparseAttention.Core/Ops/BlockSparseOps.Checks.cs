@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using ILGPU.Runtime;
 using SparseAttention.Accelerators;
 using SparseAttention.Kernels;
 using SparseAttention.Planning;
@@ -24,7 +26,19 @@ public static partial class BlockSparseOps
         }
 
         first.Device.RequireSame(second.Device, secondName);
+        RequireVectorAligned(first, firstName);
+        RequireVectorAligned(second, secondName);
         return dims;
+    }
+
+    /// <summary>fp16 and bf16 tensors must start on a 16-byte boundary: their kernels move eight elements per load and store.</summary>
+    internal static void RequireVectorAligned<T>(DeviceTensor<T> tensor, string name)
+        where T : unmanaged
+    {
+        if (Unsafe.SizeOf<T>() == 2 && tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64() % 16 != 0)
+        {
+            Guard.Throw(name, $"{name} does not start on a 16-byte boundary: fp16 and bf16 kernels move 16 bytes at a time, so wrap views whose first element is 16-byte aligned");
+        }
     }
 
     internal static Dims DenseDims<T>(BlockSparsePlan plan, DeviceTensor<T> tensor, string name)

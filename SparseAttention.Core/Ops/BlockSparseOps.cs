@@ -25,6 +25,7 @@ public static partial class BlockSparseOps
     {
         var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
+        RequireVectorAligned(weights, nameof(weights));
         var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
         var tables = left.Device.Upload(plan).Tables;
         ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, tables, allowTf32));
@@ -65,6 +66,8 @@ public static partial class BlockSparseOps
         ArgumentNullException.ThrowIfNull(plan);
         var dims = WeightDims(plan, scores, nameof(scores));
         CheckWeights(plan, dims, scores.Device, probabilities, nameof(probabilities));
+        RequireVectorAligned(scores, nameof(scores));
+        RequireVectorAligned(probabilities, nameof(probabilities));
         if (autoregressAtKey is { } key)
         {
             Layouts.TokenMasks.CheckAutoregressAtKey(key, plan.Ctx);
@@ -84,6 +87,9 @@ public static partial class BlockSparseOps
         var dims = WeightDims(plan, probabilities, nameof(probabilities));
         CheckWeights(plan, dims, probabilities.Device, outputGrad, nameof(outputGrad));
         CheckWeights(plan, dims, probabilities.Device, inputGrad, nameof(inputGrad));
+        RequireVectorAligned(probabilities, nameof(probabilities));
+        RequireVectorAligned(outputGrad, nameof(outputGrad));
+        RequireVectorAligned(inputGrad, nameof(inputGrad));
         var tables = probabilities.Device.Upload(plan).Tables;
         ElementDispatch.Run<T, SoftmaxGradAction<T>>(new(probabilities, outputGrad, inputGrad, dims, tables, scale));
     }
@@ -103,6 +109,7 @@ public static partial class BlockSparseOps
     {
         var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
+        RequireVectorAligned(weights, nameof(weights));
         var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
         var tables = dense.Device.Upload(plan).Tables;
         ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, tables, transposed ? 1 : 0, allowTf32));
