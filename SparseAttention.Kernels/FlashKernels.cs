@@ -18,6 +18,7 @@ namespace SparseAttention.Kernels;
 //   v2  tiles as plain float fields copied into Ref locals around each mma: no stack frame (4.1 ms).
 //   v3  B fragments as 4-byte pairs transposed by movmatrix instead of 2-byte loads: same speed (latency-bound).
 //   (v4 changed the permutation and the host side only; numbers in docs/benchmarks.md.)
+//   v5  lane arithmetic by shifts and masks (ILGPU writes x / 4 as an integer division): same speed within noise.
 
 /// <summary>Arguments of the fused attention kernels; each kernel reads the fields it needs.</summary>
 public readonly struct FlashParams
