@@ -60,8 +60,18 @@ public static partial class DsdKernels
         // ldmatrix row addresses at k = 0, each advancing 16 staged rows or elements per k-step. A plain: W row
         // rows + l % 16 at k + 8 (l / 16). A transposed (.trans): staged row k + 8 (l / 16) + l % 8 at m = rows + 8 ((l / 8) % 2).
         // B (.trans): dense row k + 8 ((l / 8) % 2) + l % 8 at feature features + 8 (l / 16).
-        QuadWalk weightWalk = new(edge >> 3), denseWalk = new(dims.HeadDim >> 3);
         var sharedBase = CudaAsm.IsSupported ? TensorCore.SharedBase() : 0u;
+
+        // Staging plan, the same for every slice. The group has edge * headDim / 8 threads: thread i moves quad i of the
+        // dense rows (headDim / 8 per row), and quad i of the weight tile (edge / 8 per row) plus, where the head dim is
+        // smaller than the edge, the quads headDim, 2 headDim.. rows further (passes) while inside the tile; where it is
+        // larger, only the first edge * edge / 8 threads move a weight quad. Offsets only, computed once: no walk, no division in the loop.
+        int denseQuadRow = TensorCore.Keep(Group.IdxX / (dims.HeadDim >> 3)), weightQuadRow = TensorCore.Keep(Group.IdxX / (edge >> 3));
+        long denseOffset = denseQuadRow * tokenQuads + (Group.IdxX - denseQuadRow * (dims.HeadDim >> 3));
+        var denseTarget = ((dense + denseQuadRow * denseStride) >> 2) + Group.IdxX - denseQuadRow * (dims.HeadDim >> 3);
+        long weightOffset = weightQuadRow * (bs >> 3) + (Group.IdxX - weightQuadRow * (edge >> 3));
+        var weightTarget = ((weightQuadRow * weightStride) >> 2) + Group.IdxX - weightQuadRow * (edge >> 3);
+        var weightPasses = (edge + dims.HeadDim - 1) / dims.HeadDim;
         var weightAddress = transposed
             ? sharedBase + (uint)(4 * ((lane >> 4 << 3) + (lane & 7)) * weightStride + 2 * rows + 16 * ((lane >> 3) & 1))
             : sharedBase + (uint)(4 * (rows + (lane & 15)) * weightStride + 16 * (lane >> 4));
@@ -77,12 +87,17 @@ public static partial class DsdKernels
                 // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
                 long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
-                // A group has edge * headDim / 8 threads: each stages edge / headDim (at most 4) weight quads and one dense
-                // quad, so one batch of each covers both tiles, both loaded before either is stored.
-                var weightBatch = new QuadBatch(p.WeightQuads, (blockBase + weightRow * bs + weightColumn) >> 3, bs >> 3, edge, weightWalk);
-                var denseBatch = new QuadBatch(p.DenseQuads, dims.Index(n, other * bs + slice, h, 0) >> 3, tokenQuads, edge, denseWalk);
-                weightBatch.Store(quads, 0, weightStride);
-                denseBatch.Store(quads, dense, denseStride);
+                var weightSource = (blockBase + weightRow * bs + weightColumn) >> 3;
+                var denseQuad = p.DenseQuads[(dims.Index(n, other * bs + slice, h, 0) >> 3) + denseOffset];
+                for (var pass = 0; pass < weightPasses; pass++)
+                {
+                    if (weightQuadRow + pass * dims.HeadDim < edge)
+                    {
+                        quads[weightTarget + ((pass * dims.HeadDim * weightStride) >> 2)] = p.WeightQuads[weightSource + weightOffset + pass * dims.HeadDim * (bs >> 3)];
+                    }
+                }
+
+                quads[denseTarget] = denseQuad;
                 Group.Barrier();
                 for (var k = 0; k < edge; k += 16)
                 {
