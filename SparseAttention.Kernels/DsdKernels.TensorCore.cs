@@ -77,28 +77,43 @@ public static partial class DsdKernels
             : sharedBase + (uint)(4 * (rows + (lane & 15)) * weightStride + 16 * (lane >> 4));
         var weightStep = (uint)(transposed ? 64 * weightStride : 32);
         var denseAddress = sharedBase + (uint)(4 * (dense + ((((lane >> 3) & 1) << 3) + (lane & 7)) * denseStride) + 2 * features + 16 * (lane >> 4));
+
+        // The next slice's dense quad and first weight quad load into registers while the warps compute this slice.
+        var source = new SliceSource(p, n, h, rowInBlock, transposed);
+        Quad denseQuad = default, weightQuad = default;
+        if (start < end)
+        {
+            denseQuad = p.DenseQuads[source.DenseQuad(start, 0) + denseOffset];
+            weightQuad = weightQuadRow < edge ? p.WeightQuads[source.WeightQuad(start, 0) + weightOffset] : default;
+        }
+
         for (var entry = start; entry < end; entry++)
         {
-            var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
-            var other = transposed ? plan.BlockRows[lh * plan.BlocksPerHead + block] : plan.BlockColumns[lh * plan.BlocksPerHead + block];
-            var blockBase = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
             for (var slice = 0; slice < bs; slice += edge)
             {
-                // Staged weight tile: W rows rowInBlock.., columns slice.. (plain), or W rows slice.., columns rowInBlock.. (transposed).
-                long weightRow = transposed ? slice : rowInBlock, weightColumn = transposed ? rowInBlock : slice;
                 Group.Barrier();
-                var weightSource = (blockBase + weightRow * bs + weightColumn) >> 3;
-                var denseQuad = p.DenseQuads[(dims.Index(n, other * bs + slice, h, 0) >> 3) + denseOffset];
-                for (var pass = 0; pass < weightPasses; pass++)
+                if (weightQuadRow < edge)
+                {
+                    quads[weightTarget] = weightQuad;
+                }
+
+                for (var pass = 1; pass < weightPasses; pass++)
                 {
                     if (weightQuadRow + pass * dims.HeadDim < edge)
                     {
-                        quads[weightTarget + ((pass * dims.HeadDim * weightStride) >> 2)] = p.WeightQuads[weightSource + weightOffset + pass * dims.HeadDim * (bs >> 3)];
+                        quads[weightTarget + ((pass * dims.HeadDim * weightStride) >> 2)] = p.WeightQuads[source.WeightQuad(entry, slice) + weightOffset + pass * dims.HeadDim * (bs >> 3)];
                     }
                 }
 
                 quads[denseTarget] = denseQuad;
                 Group.Barrier();
+                int nextEntry = slice + edge < bs ? entry : entry + 1, nextSlice = slice + edge < bs ? slice + edge : 0;
+                if (nextEntry < end)
+                {
+                    denseQuad = p.DenseQuads[source.DenseQuad(nextEntry, nextSlice) + denseOffset];
+                    weightQuad = weightQuadRow < edge ? p.WeightQuads[source.WeightQuad(nextEntry, nextSlice) + weightOffset] : default;
+                }
+
                 for (var k = 0; k < edge; k += 16)
                 {
                     if (CudaAsm.IsSupported)
@@ -151,5 +166,44 @@ public static partial class DsdKernels
         p.OutputPairs[(output + eightRows) >> 1] = element.Pack(c02.Value, c03.Value);
         p.OutputPairs[(output + 8) >> 1] = element.Pack(c10.Value, c11.Value);
         p.OutputPairs[(output + eightRows + 8) >> 1] = element.Pack(c12.Value, c13.Value);
+    }
+
+    /// <summary>Where a slice of a LUT entry's block comes from: its weight tile and the dense rows it multiplies.</summary>
+    private readonly struct SliceSource
+    {
+        private readonly DsdParams<ushort> p;
+        private readonly int n, h, rowInBlock;
+        private readonly bool transposed;
+
+        public SliceSource(in DsdParams<ushort> p, int n, int h, int rowInBlock, bool transposed)
+        {
+            this.p = p;
+            this.n = n;
+            this.h = h;
+            this.rowInBlock = rowInBlock;
+            this.transposed = transposed;
+        }
+
+        // Quad of the staged weight tile's first element: W rows rowInBlock.., columns slice.. (plain), or W rows
+        // slice.., columns rowInBlock.. (transposed).
+        public long WeightQuad(int entry, int slice)
+        {
+            var plan = p.Plan;
+            var bs = plan.BlockSize;
+            var blockBase = (((long)n * p.Dims.Heads + h) * plan.BlocksPerHead + Block(entry)) * bs * bs;
+            long row = transposed ? slice : rowInBlock, column = transposed ? rowInBlock : slice;
+            return (blockBase + row * bs + column) >> 3;
+        }
+
+        // Quad of the first dense row the slice multiplies: token slice.. of the block paired with the entry's.
+        public long DenseQuad(int entry, int slice)
+        {
+            var plan = p.Plan;
+            var planBlock = plan.LayoutHead(h) * plan.BlocksPerHead + Block(entry);
+            var other = transposed ? plan.BlockRows[planBlock] : plan.BlockColumns[planBlock];
+            return p.Dims.Index(n, other * plan.BlockSize + slice, h, 0) >> 3;
+        }
+
+        private int Block(int entry) => transposed ? p.Plan.ColumnBlocks[entry] : p.Plan.RowBlocks[entry];
     }
 }
