@@ -24,7 +24,7 @@ public static partial class DsdKernels
     // One group per edge output rows of a (sequence, head), one warp per 16 rows by 16 features of them. For each block
     // of the LUT row (plain) or column (transposed) and each edge-deep slice of it, the group stages the weight tile and
     // the dense rows it multiplies with 16-byte loads; the warps read their fragments from shared memory, transposing
-    // 8x8 quarters with movmatrix where the fragment runs across staged rows.
+    // 8x8 matrices (ldmatrix .trans) where the fragment runs across staged rows.
     internal static void TensorCoreKernel<TElement>(DsdParams<ushort> p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {

@@ -12,7 +12,8 @@ namespace SparseAttention.Kernels;
 //       fragments gathered from global memory; same LUT order, so still deterministic.
 //   v3  fp16/bf16: one group per 64 output rows (or a smaller block's rows), a warp per 16 rows x 16 features; each
 //       block's weight tile and dense rows staged in shared memory with 16-byte loads, fragments read from there
-//       (movmatrix for the ones that run across rows). Same LUT order.
+//       (ldmatrix, .trans for the ones that run across rows). Same LUT order. Each thread's staging offsets are computed
+//       once; the next slice's quads load into registers while the warps compute (v17 in docs/benchmarks.md).
 
 /// <summary>Arguments of the DSD kernels.</summary>
 /// <typeparam name="T">Storage type.</typeparam>

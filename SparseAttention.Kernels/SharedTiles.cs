@@ -125,8 +125,8 @@ internal readonly struct QuadWalk
 }
 
 /// <summary>
-/// Up to four quads of a thread's walk, loaded together so their latencies overlap, and stored later: a kernel can load
-/// two tiles' batches before storing either, waiting out one load latency instead of two.
+/// Up to four quads of a thread's walk, loaded together so their latencies overlap, and stored later: SDD loads the next
+/// tile's keys as a batch while its warps compute the current tile.
 /// </summary>
 internal readonly struct QuadBatch
 {
