@@ -79,13 +79,8 @@ public static partial class DsdKernels
         var denseAddress = sharedBase + (uint)(4 * (dense + ((((lane >> 3) & 1) << 3) + (lane & 7)) * denseStride) + 2 * features + 16 * (lane >> 4));
 
         // The next slice's dense quad and first weight quad load into registers while the warps compute this slice.
-        var source = new SliceSource(p, n, h, rowInBlock, transposed);
-        Quad denseQuad = default, weightQuad = default;
-        if (start < end)
-        {
-            denseQuad = p.DenseQuads[source.DenseQuad(start, 0) + denseOffset];
-            weightQuad = weightQuadRow < edge ? p.WeightQuads[source.WeightQuad(start, 0) + weightOffset] : default;
-        }
+        var source = new SliceSource(p, n, h, rowInBlock, transposed, denseOffset, weightOffset, weightQuadRow < edge);
+        var next = start < end ? source.Load(start, 0) : default;
 
         for (var entry = start; entry < end; entry++)
         {
@@ -94,24 +89,23 @@ public static partial class DsdKernels
                 Group.Barrier();
                 if (weightQuadRow < edge)
                 {
-                    quads[weightTarget] = weightQuad;
+                    quads[weightTarget] = next.Weight;
                 }
 
                 for (var pass = 1; pass < weightPasses; pass++)
                 {
                     if (weightQuadRow + pass * dims.HeadDim < edge)
                     {
-                        quads[weightTarget + ((pass * dims.HeadDim * weightStride) >> 2)] = p.WeightQuads[source.WeightQuad(entry, slice) + weightOffset + pass * dims.HeadDim * (bs >> 3)];
+                        quads[weightTarget + ((pass * dims.HeadDim * weightStride) >> 2)] = p.WeightQuads[next.WeightSource + weightOffset + pass * dims.HeadDim * (bs >> 3)];
                     }
                 }
 
-                quads[denseTarget] = denseQuad;
+                quads[denseTarget] = next.Dense;
                 Group.Barrier();
                 int nextEntry = slice + edge < bs ? entry : entry + 1, nextSlice = slice + edge < bs ? slice + edge : 0;
                 if (nextEntry < end)
                 {
-                    denseQuad = p.DenseQuads[source.DenseQuad(nextEntry, nextSlice) + denseOffset];
-                    weightQuad = weightQuadRow < edge ? p.WeightQuads[source.WeightQuad(nextEntry, nextSlice) + weightOffset] : default;
+                    next = source.Load(nextEntry, nextSlice);
                 }
 
                 for (var k = 0; k < edge; k += 16)
@@ -168,42 +162,43 @@ public static partial class DsdKernels
         p.OutputPairs[(output + eightRows + 8) >> 1] = element.Pack(c12.Value, c13.Value);
     }
 
-    /// <summary>Where a slice of a LUT entry's block comes from: its weight tile and the dense rows it multiplies.</summary>
+    /// <summary>Where a thread's quads of a slice of a LUT entry's block come from: the weight tile and the dense rows it multiplies.</summary>
     private readonly struct SliceSource
     {
         private readonly DsdParams<ushort> p;
         private readonly int n, h, rowInBlock;
-        private readonly bool transposed;
+        private readonly bool transposed, movesWeight;
+        private readonly long denseOffset, weightOffset;
 
-        public SliceSource(in DsdParams<ushort> p, int n, int h, int rowInBlock, bool transposed)
+        public SliceSource(in DsdParams<ushort> p, int n, int h, int rowInBlock, bool transposed, long denseOffset, long weightOffset, bool movesWeight)
         {
             this.p = p;
             this.n = n;
             this.h = h;
             this.rowInBlock = rowInBlock;
             this.transposed = transposed;
+            this.denseOffset = denseOffset;
+            this.weightOffset = weightOffset;
+            this.movesWeight = movesWeight;
         }
 
-        // Quad of the staged weight tile's first element: W rows rowInBlock.., columns slice.. (plain), or W rows
-        // slice.., columns rowInBlock.. (transposed).
-        public long WeightQuad(int entry, int slice)
+        // One read of the LUT: the staged weight tile starts at W rows rowInBlock.., columns slice.. (plain), or W rows
+        // slice.., columns rowInBlock.. (transposed); the dense rows at token slice.. of the block paired with the entry's.
+        public SliceQuads Load(int entry, int slice)
         {
             var plan = p.Plan;
             var bs = plan.BlockSize;
-            var blockBase = (((long)n * p.Dims.Heads + h) * plan.BlocksPerHead + Block(entry)) * bs * bs;
-            long row = transposed ? slice : rowInBlock, column = transposed ? rowInBlock : slice;
-            return (blockBase + row * bs + column) >> 3;
-        }
-
-        // Quad of the first dense row the slice multiplies: token slice.. of the block paired with the entry's.
-        public long DenseQuad(int entry, int slice)
-        {
-            var plan = p.Plan;
-            var planBlock = plan.LayoutHead(h) * plan.BlocksPerHead + Block(entry);
+            var block = transposed ? plan.ColumnBlocks[entry] : plan.RowBlocks[entry];
+            var planBlock = plan.LayoutHead(h) * plan.BlocksPerHead + block;
             var other = transposed ? plan.BlockRows[planBlock] : plan.BlockColumns[planBlock];
-            return p.Dims.Index(n, other * plan.BlockSize + slice, h, 0) >> 3;
+            var blockBase = (((long)n * p.Dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs;
+            long row = transposed ? slice : rowInBlock, column = transposed ? rowInBlock : slice;
+            var weightSource = (blockBase + row * bs + column) >> 3;
+            var dense = p.DenseQuads[(p.Dims.Index(n, other * bs + slice, h, 0) >> 3) + denseOffset];
+            return new SliceQuads(weightSource, movesWeight ? p.WeightQuads[weightSource + weightOffset] : default, dense);
         }
-
-        private int Block(int entry) => transposed ? p.Plan.ColumnBlocks[entry] : p.Plan.RowBlocks[entry];
     }
+
+    /// <summary>A thread's first weight quad and dense quad of a slice, and where the slice's weight tile starts (for later passes).</summary>
+    private readonly record struct SliceQuads(long WeightSource, Quad Weight, Quad Dense);
 }

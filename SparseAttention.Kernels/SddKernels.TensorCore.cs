@@ -76,7 +76,8 @@ public static partial class SddKernels
 
         // The next tile's keys are loaded into registers (one batch: all of them up to head dim 64) while the warps
         // compute this one, so their load latency is hidden behind the mma work.
-        var keys = new QuadBatch(p.RightQuads, KeyQuad(p, n, h, firstTile, tileShift, tilesPerBlock, edge), tokenQuads, edge, operandWalk);
+        var keyQuad = KeyQuad(p, n, h, firstTile, tileShift, tilesPerBlock, edge);
+        var keys = new QuadBatch(p.RightQuads, keyQuad, tokenQuads, edge, operandWalk);
         for (var tile = firstTile; tile < lastTile; tile++)
         {
             var block = tile >> (2 * tileShift);
@@ -92,11 +93,11 @@ public static partial class SddKernels
                 stagedRow = leftRow;
             }
 
-            var keyQuad = KeyQuad(p, n, h, tile, tileShift, tilesPerBlock, edge);
             keys.Store(quads, right, operandStride);
             SharedTiles.Stage(p.RightQuads, keyQuad, tokenQuads, edge, keys.Rest, quads, right, operandStride);
             Group.Barrier();
-            keys = new QuadBatch(p.RightQuads, KeyQuad(p, n, h, XMath.Min(tile + 1, lastTile - 1), tileShift, tilesPerBlock, edge), tokenQuads, edge, operandWalk);
+            keyQuad = KeyQuad(p, n, h, XMath.Min(tile + 1, lastTile - 1), tileShift, tilesPerBlock, edge);
+            keys = new QuadBatch(p.RightQuads, keyQuad, tokenQuads, edge, operandWalk);
             for (var column = 0; column < edge; column += 16)
             {
                 // Accumulators of the two 16x8 tiles (keys +0..7 and +8..15): (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).

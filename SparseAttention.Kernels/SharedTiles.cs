@@ -39,10 +39,9 @@ internal static class SharedTiles
 
     /// <summary>
     /// The group copies <paramref name="rows"/> rows of quads (<paramref name="walk"/> knows how many per row and this
-    /// thread's first), the first at quad
-    /// <paramref name="source"/> and the next <paramref name="sourceStride"/> quads apart, into the group's dynamic
-    /// shared memory <paramref name="shared"/> from word <paramref name="word"/> with <paramref name="wordStride"/>
-    /// words per row. Each thread loads four quads before it stores any, so four loads are in flight at once (a loop of
+    /// thread's first), the first at quad <paramref name="source"/> and the next <paramref name="sourceStride"/> quads
+    /// apart, into the group's dynamic shared memory <paramref name="shared"/> from word <paramref name="word"/> with
+    /// <paramref name="wordStride"/> words per row. Each thread loads four quads before it stores any, so four loads are in flight at once (a loop of
     /// one load and one store waits out a load latency per quad). Not <c>cp.async</c>: with it in a kernel, ptxas kept
     /// the local depots of the mma operands in memory (a 112-byte stack frame, 3x slower).
     /// </summary>
@@ -56,13 +55,13 @@ internal static class SharedTiles
         }
     }
 
-    /// <summary>Throws unless <paramref name="view"/> starts on a 16-byte boundary, as the staged kernels' copies need.</summary>
+    /// <summary>Throws unless <paramref name="view"/> starts on a 16-byte boundary, as the 16-byte loads and stores need (the ops check first, naming the user's parameter; this guards direct launches).</summary>
     public static void RequireAligned(ArrayView<Quad> view, string name)
     {
         var address = view.LoadEffectiveAddressAsPtr().ToInt64();
         if (address % 16 != 0)
         {
-            throw new ArgumentException($"{name} starts at address 0x{address:x}, which is not 16-byte aligned: the tensor-core kernels move 16 bytes at a time", name);
+            throw new ArgumentException($"{name} starts at address 0x{address:x}, which is not 16-byte aligned: the fp16/bf16 kernels move 16 bytes at a time", name);
         }
     }
 
