@@ -157,6 +157,85 @@ public sealed class GuardTests
     }
 
     [TestMethod]
+    public void SoftmaxGradRejectsMismatchedGradientsAndLeavesOutputUntouched()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));
+        var other = BlockSparsePlan.For(BlockLayout.Local(64, 16, 2, 16));
+        using var probabilities = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        using var wrong = BlockSparseOps.AllocateWeights<float>(Device, other, 1);
+        using var inputGrad = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        inputGrad.Fill(42f);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.SoftmaxGrad(probabilities, wrong, plan, inputGrad, 1f));
+        Assert.AreEqual("outputGrad", ex.ParamName);
+        StringAssert.Contains(ex.Message, "but the plan needs");
+        ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.SoftmaxGrad(probabilities, probabilities, plan, wrong, 1f));
+        Assert.AreEqual("inputGrad", ex.ParamName);
+        using var rank4 = DeviceTensor<float>.Allocate(Device, 1, 2, 10, 256);
+        ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.SoftmaxGrad(rank4, probabilities, plan, inputGrad, 1f));
+        Assert.AreEqual("probabilities", ex.ParamName);
+        StringAssert.Contains(ex.Message, "must be [batch, heads, blocks, block, block]");
+        Assert.IsTrue(inputGrad.ToArray().All(x => x == 42f), "destination untouched");
+    }
+
+    [TestMethod]
+    public void TransposedWeightValueRejectsMismatchedTensorsAndLeavesOutputUntouched()
+    {
+        var plan = BlockSparsePlan.For(BlockLayout.All(64, 16, 2));
+        using var weights = BlockSparseOps.AllocateWeights<float>(Device, plan, 1);
+        using var dense = DeviceTensor<float>.Allocate(Device, 1, 64, 32);
+        using var output = DeviceTensor<float>.Allocate(Device, 1, 64, 32);
+        using var wide = DeviceTensor<float>.Allocate(Device, 1, 64, 64);
+        using var twoSequences = BlockSparseOps.AllocateWeights<float>(Device, plan, 2);
+        output.Fill(42f);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.WeightValueTransposed(weights, dense, plan, wide));
+        Assert.AreEqual("output", ex.ParamName);
+        StringAssert.Contains(ex.Message, "output has shape [1, 64, 64] but dense has [1, 64, 32]");
+        ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.WeightValueTransposed(twoSequences, dense, plan, output));
+        Assert.AreEqual("weights", ex.ParamName);
+        using var halfWeights = BlockSparseOps.AllocateWeights<Half>(Device, plan, 1);
+        ex = Assert.ThrowsExactly<ArgumentException>(() => BlockSparseOps.WeightValueTransposed(halfWeights, dense, plan, output));
+        Assert.AreEqual("weights", ex.ParamName);
+        StringAssert.Contains(ex.Message, "weights of Half do not fit inputs of Single");
+        Assert.IsTrue(output.ToArray().All(x => x == 42f), "destination untouched");
+    }
+
+    [TestMethod]
+    public void StridedTransposeRejectsBadRankStrideAndCtx()
+    {
+        using var input = DeviceTensor<float>.Allocate(Device, 1, 60, 16);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => TensorOps.StridedTranspose(input, 8));
+        Assert.AreEqual("ctx", ex.ParamName);
+        StringAssert.Contains(ex.Message, "ctx 60 is not a multiple of stride 8");
+        var range = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TensorOps.StridedTranspose(input, 0));
+        Assert.AreEqual("stride", range.ParamName);
+        StringAssert.Contains(range.Message, "stride 0 must be positive");
+        using var flat = DeviceTensor<float>.Allocate(Device, 60, 16);
+        ex = Assert.ThrowsExactly<ArgumentException>(() => TensorOps.StridedTranspose(flat, 4));
+        Assert.AreEqual("input", ex.ParamName);
+        StringAssert.Contains(ex.Message, "not rank 2");
+    }
+
+    [TestMethod]
+    public void AddInPlaceRejectsMismatchedShapesAndDevicesAndLeavesAccumulatorUntouched()
+    {
+        using var other = ComputeDevice.CreateCpu();
+        using var accumulator = DeviceTensor<float>.Allocate(Device, 2, 8);
+        using var transposed = DeviceTensor<float>.Allocate(Device, 8, 2);
+        using var elsewhere = DeviceTensor<float>.Allocate(other, 2, 8);
+        accumulator.Fill(42f);
+        transposed.Fill(1f);
+        elsewhere.Fill(1f);
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => TensorOps.AddInPlace(accumulator, transposed));
+        Assert.AreEqual("addend", ex.ParamName);
+        StringAssert.Contains(ex.Message, "addend has shape [8, 2] but accumulator has [2, 8]");
+        ex = Assert.ThrowsExactly<ArgumentException>(() => TensorOps.AddInPlace(accumulator, elsewhere));
+        Assert.AreEqual("addend", ex.ParamName);
+        StringAssert.Contains(ex.Message, "must share a device");
+        Assert.ThrowsExactly<ArgumentNullException>(() => TensorOps.AddInPlace(accumulator, null!));
+        Assert.IsTrue(accumulator.ToArray().All(x => x == 42f), "accumulator untouched");
+    }
+
+    [TestMethod]
     public void DisposedDeviceThrowsObjectDisposed()
     {
         var device = ComputeDevice.CreateCpu();

@@ -50,4 +50,33 @@ internal static class Errors
         Console.WriteLine($"{what}: relative error {error:E3} (tolerance {tolerance:E3})");
         Assert.IsLessThanOrEqualTo(tolerance, error, $"{what}: relative error {error:E3} exceeds {tolerance:E3}");
     }
+
+    /// <summary>
+    /// Every element within 4 times the largest element error of the naive same-precision implementation (fp32: within
+    /// 1e-5 of the largest reference element), so an error confined to a few rows or keys cannot hide in the norm.
+    /// </summary>
+    public static void AssertElementwise<T>(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, ReadOnlySpan<double> naive, string what)
+    {
+        Assert.AreEqual(expected.Length, actual.Length, "lengths differ");
+        double largest = 0, naiveWorst = 0;
+        for (var i = 0; i < expected.Length; i++)
+        {
+            largest = Math.Max(largest, Math.Abs(expected[i]));
+            naiveWorst = Math.Max(naiveWorst, Math.Abs(naive[i] - expected[i]));
+        }
+
+        var bound = typeof(T) == typeof(float) ? 1e-5 * largest : 4 * naiveWorst;
+        var (worst, at) = (0.0, 0);
+        for (var i = 0; i < actual.Length; i++)
+        {
+            var error = Math.Abs(actual[i] - expected[i]);
+            if (!(error <= worst))
+            {
+                (worst, at) = (double.IsNaN(error) ? double.PositiveInfinity : error, i);
+            }
+        }
+
+        Console.WriteLine($"{what}: largest element error {worst:E3} at {at} (bound {bound:E3})");
+        Assert.IsLessThanOrEqualTo(bound, worst, $"{what}: element {at} is {actual[at]} against {expected[at]}, error {worst:E3} over {bound:E3}");
+    }
 }
