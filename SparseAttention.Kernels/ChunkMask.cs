@@ -35,7 +35,8 @@ internal static class ChunkMask
         for (var i = 0; i < 4; i++)
         {
             var column = Column(i, t);
-            var word = 0x10001u;
+            // Bit 0 is key g and bit 8 key g+8, as the reader below takes them (a full block allows both).
+            var word = 0x101u;
             if (!isFull)
             {
                 // Keys g and g+8 of one query row lie in one word: the 16 keys start at a multiple of 16.
