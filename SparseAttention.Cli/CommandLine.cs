@@ -44,6 +44,7 @@ internal sealed class CommandLine
                    SparseAttention.Cli bench [--section all|ops|attention|memory|recompute]   GPU benchmark (CUDA device events)
                    SparseAttention.Cli compare --bench bench.log --peers peers.log   our attention times beside peers.py's, with ratios
                    SparseAttention.Cli ptx [--out folder]                 every kernel's PTX, compiled without a GPU
+                   SparseAttention.Cli fingerprint [--cpu]                hashes of every path's results on fixed inputs
             """);
         return 2;
     }

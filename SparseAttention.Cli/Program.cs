@@ -11,6 +11,7 @@ try
         "bench" => BenchCommand.Run(arguments),
         "ptx" => PtxCommand.Run(arguments),
         "compare" => CompareCommand.Run(arguments),
+        "fingerprint" => FingerprintCommand.Run(arguments),
         _ => CommandLine.Usage($"unknown command '{arguments.Command}'"),
     };
 }

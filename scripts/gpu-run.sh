@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One build-check-time cycle on a GPU machine without the .NET SDK (the device tool's machine).
 # Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh) and bundle/peers.py; writes logs to $OUT.
-# Steps: all CUDA tests; the demo; compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
+# Steps: all CUDA tests; the demo; every path's result hashes (fingerprint); compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
 # then peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
-# Usage: scripts/gpu-run.sh [ptx|tests|sanitize|bench|all]...
+# Usage: scripts/gpu-run.sh [ptx|tests|fingerprint|sanitize|bench|all]...
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/sa && tar -C /tmp/sa -xzf bundle/sparse-attention.tar.gz
@@ -22,8 +22,13 @@ if has tests; then
   grep -E "^failed |exceeds|total:|failed:|succeeded:|skipped:" "$OUT/tests.log" | head -40
   timeout 60 "$app/SparseAttention.Cli" demo >"$OUT/demo.log" 2>&1; echo "demo exit $?"; cat "$OUT/demo.log"
 fi
+if has fingerprint; then
+  timeout 120 "$app/SparseAttention.Cli" fingerprint >"$OUT/fingerprint.txt" 2>&1; echo "fingerprint exit $?"; cat "$OUT/fingerprint.txt"
+fi
 if has sanitize; then
-  filter='FullyQualifiedName~SoftmaxAutoregressAtKeyOnBidirectionalLayoutAndEmptyRows|FullyQualifiedName~EveryOpOnAwkwardLayouts|FullyQualifiedName~EmptyRowsAndColumnsGiveZerosAndZeroGradients'
+  # The op tests on awkward layouts, and the fused kernels with autoregressAtKey, empty rows and columns, fp16 and bf16.
+  filter='FullyQualifiedName~SoftmaxAutoregressAtKeyOnBidirectionalLayoutAndEmptyRows|FullyQualifiedName~EveryOpOnAwkwardLayouts|FullyQualifiedName~FusedFp16AttentionTests.FeatureMatchesReference|FullyQualifiedName~FusedBf16AttentionTests.FeatureMatchesReference'
+  export SPARSE_ATTENTION_FEATURES="custom,autoregress inside a tile,autoregress on a tile boundary,dense autoregress"
   for tool in memcheck racecheck; do
     timeout 240 compute-sanitizer --tool $tool --print-limit 20 "$app/SparseAttention.Tests" --filter "$filter" >"$OUT/sanitize-$tool.log" 2>&1
     echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|succeeded:|failed:' "$OUT/sanitize-$tool.log" | tr '\n' ' ')"
