@@ -18,7 +18,7 @@ if has ptx; then
   for f in /tmp/ptx/*.ptx; do echo "$(basename "$f"): $(ptxas -arch=sm_90 -v "$f" -o /tmp/k.cubin 2>&1 | grep -oE 'Used [0-9]+ registers|[0-9]+ bytes stack frame' | tr '\n' ' ')"; done | tee "$OUT/ptxas.txt"
 fi
 if has tests; then
-  timeout 300 "$app/SparseAttention.Tests" --timeout 280s >"$OUT/tests.log" 2>&1; echo "tests exit $?"
+  timeout 420 "$app/SparseAttention.Tests" --timeout 400s >"$OUT/tests.log" 2>&1; echo "tests exit $?"
   grep -E "^failed |exceeds|total:|failed:|succeeded:|skipped:" "$OUT/tests.log" | head -40
   timeout 60 "$app/SparseAttention.Cli" demo >"$OUT/demo.log" 2>&1; echo "demo exit $?"; cat "$OUT/demo.log"
 fi
