@@ -1,4 +1,4 @@
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Tensors;
 using SparseAttention.Tests.Support;
 

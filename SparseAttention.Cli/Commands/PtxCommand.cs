@@ -1,11 +1,12 @@
 using System.Reflection;
 using ILGPU;
-using ILGPU.Algorithms;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.BlockSparse;
+using SparseAttention.Kernels.Common;
+using SparseAttention.Kernels.Fused;
 
 namespace SparseAttention.Cli.Commands;
 
@@ -60,5 +61,5 @@ internal static class PtxCommand
 
     // The fused kernels' register tiles are internal to the kernel assembly.
     private static Type KernelType(string name) =>
-        typeof(FlashKernels).Assembly.GetType($"SparseAttention.Kernels.{name}", throwOnError: true)!;
+        typeof(FlashKernels).Assembly.GetType($"SparseAttention.Kernels.Fused.{name}", throwOnError: true)!;
 }

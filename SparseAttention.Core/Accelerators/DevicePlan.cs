@@ -1,6 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Planning;
 
 namespace SparseAttention.Accelerators;

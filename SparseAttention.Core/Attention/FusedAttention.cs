@@ -1,5 +1,6 @@
 using SparseAttention.Accelerators;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.Common;
+using SparseAttention.Kernels.Fused;
 using SparseAttention.Ops;
 using SparseAttention.Planning;
 using SparseAttention.Tensors;

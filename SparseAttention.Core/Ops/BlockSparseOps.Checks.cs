@@ -1,7 +1,8 @@
 using System.Runtime.CompilerServices;
 using ILGPU.Runtime;
 using SparseAttention.Accelerators;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.BlockSparse;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Planning;
 using SparseAttention.Tensors;
 

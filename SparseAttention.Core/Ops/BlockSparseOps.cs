@@ -1,5 +1,4 @@
 using SparseAttention.Accelerators;
-using SparseAttention.Kernels;
 using SparseAttention.Planning;
 using SparseAttention.Tensors;
 

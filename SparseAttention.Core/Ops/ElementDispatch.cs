@@ -1,5 +1,5 @@
 using ILGPU;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Ops;

@@ -1,4 +1,5 @@
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.BlockSparse;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Tensors;
 using static SparseAttention.Ops.ElementDispatch;
 

@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using SparseAttention.Kernels;
+using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Ops;

@@ -1,6 +1,7 @@
 using ILGPU;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 /// <summary>
 /// Where one warp of a fused kernel works: 16 tokens (queries, or keys when <c>transposed</c>) of the group's block row

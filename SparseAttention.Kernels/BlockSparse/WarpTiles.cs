@@ -1,6 +1,7 @@
 using ILGPU;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>
 /// Where one warp of an SDD tensor-core kernel works: a 16x16 tile of one enabled block, lane <c>(g, t)</c> owning

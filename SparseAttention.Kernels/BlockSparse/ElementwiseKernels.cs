@@ -1,7 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 // Element-wise helpers for the tape: accumulating a gradient when one tensor feeds several ops.
 // Versions:

@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>Loads each kernel once per accelerator; compiling is far slower than launching.</summary>
 internal static class KernelCache

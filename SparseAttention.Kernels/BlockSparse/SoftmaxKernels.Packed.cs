@@ -1,8 +1,9 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>Softmax v4: fp16 and bf16 rows moved eight elements (16 bytes) per lane.</summary>
 public static partial class SoftmaxKernels
@@ -35,7 +36,7 @@ public static partial class SoftmaxKernels
         var step = new PackedStep(row.BlockSize);
 
         // Base 2 (scores times scale * log2(e)): one fused multiply-add and one ex2 per element.
-        var scaleLog2 = p.Scale * FlashKernels.Log2E;
+        var scaleLog2 = p.Scale * Base2.Log2E;
 
         // Online softmax, eight elements at a time: the sum is rescaled when a quad raises the max. Two quads per lane
         // per iteration, both loaded before either is used: one chain of table and score loads is a latency each.
@@ -51,7 +52,7 @@ public static partial class SoftmaxKernels
 
         // Combine lanes: a lane that saw nothing has max -inf and sum 0 and must contribute nothing (not exp(NaN)).
         var rowMax = WarpMax(max);
-        sum = max == float.NegativeInfinity ? 0f : sum * ScoreTile.Exp2(max - rowMax);
+        sum = max == float.NegativeInfinity ? 0f : sum * Base2.Exp2(max - rowMax);
         sum = WarpSum(sum);
         var inverse = sum > 0f ? 1f / sum : 0f;
         for (var first = row.Start + step.Slot; first < row.End; first += 2 * step.BlocksPerStep)
@@ -126,13 +127,13 @@ public static partial class SoftmaxKernels
 
     private static float PairExpSum<TElement>(uint pair, uint allowed, float scale, float max)
         where TElement : struct, IElement<ushort> =>
-        ((allowed & 1u) != 0 ? ScoreTile.Exp2(Low<TElement>(pair) * scale - max) : 0f) + ((allowed & 2u) != 0 ? ScoreTile.Exp2(High<TElement>(pair) * scale - max) : 0f);
+        ((allowed & 1u) != 0 ? Base2.Exp2(Low<TElement>(pair) * scale - max) : 0f) + ((allowed & 2u) != 0 ? Base2.Exp2(High<TElement>(pair) * scale - max) : 0f);
 
     private static uint PairSoftmax<TElement>(uint pair, uint allowed, float scale, float max, float inverse)
         where TElement : struct, IElement<ushort>, IMmaElement =>
         default(TElement).Pack(
-            (allowed & 1u) != 0 ? ScoreTile.Exp2(Low<TElement>(pair) * scale - max) * inverse : 0f,
-            (allowed & 2u) != 0 ? ScoreTile.Exp2(High<TElement>(pair) * scale - max) * inverse : 0f);
+            (allowed & 1u) != 0 ? Base2.Exp2(Low<TElement>(pair) * scale - max) * inverse : 0f,
+            (allowed & 2u) != 0 ? Base2.Exp2(High<TElement>(pair) * scale - max) * inverse : 0f);
 
     private static float PairDot<TElement>(uint dy, uint y)
         where TElement : struct, IElement<ushort> => Low<TElement>(dy) * Low<TElement>(y) + High<TElement>(dy) * High<TElement>(y);
@@ -168,7 +169,7 @@ public static partial class SoftmaxKernels
                 XMath.Max(PairMax<TElement>(scores.Z, allowed >> 4, scale), PairMax<TElement>(scores.W, allowed >> 6, scale)));
             if (quadMax > max)
             {
-                sum *= ScoreTile.Exp2(max - quadMax);
+                sum *= Base2.Exp2(max - quadMax);
                 max = quadMax;
             }
 

@@ -1,8 +1,8 @@
-using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>SDD v2-tf32: the fp32 opt-in on TF32 tensor cores, one warp per 16x16 output tile.</summary>
 public static partial class SddKernels

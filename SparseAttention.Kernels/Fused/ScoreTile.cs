@@ -1,8 +1,9 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 /// <summary>
 /// A warp's 16x16 tile of scores in registers (two m16n8 accumulators): lane (g, t) holds rows g and g+8, columns 2t,
@@ -77,14 +78,14 @@ internal struct ScoreTile
     /// </summary>
     public void Exp2Minus(float low, float high, float c0, float c1, float c8, float c9)
     {
-        s00 = Exp2(s00 - low - c0);
-        s01 = Exp2(s01 - low - c1);
-        s10 = Exp2(s10 - low - c8);
-        s11 = Exp2(s11 - low - c9);
-        s02 = Exp2(s02 - high - c0);
-        s03 = Exp2(s03 - high - c1);
-        s12 = Exp2(s12 - high - c8);
-        s13 = Exp2(s13 - high - c9);
+        s00 = Base2.Exp2(s00 - low - c0);
+        s01 = Base2.Exp2(s01 - low - c1);
+        s10 = Base2.Exp2(s10 - low - c8);
+        s11 = Base2.Exp2(s11 - low - c9);
+        s02 = Base2.Exp2(s02 - high - c0);
+        s03 = Base2.Exp2(s03 - high - c1);
+        s12 = Base2.Exp2(s12 - high - c8);
+        s13 = Base2.Exp2(s13 - high - c9);
     }
 
     /// <summary>The softmax gradient in place: P becomes P * (dP - delta), delta per row or, transposed, per column.</summary>
@@ -109,20 +110,6 @@ internal struct ScoreTile
         a1 = element.Pack(s02, s03);
         a2 = element.Pack(s10, s11);
         a3 = element.Pack(s12, s13);
-    }
-
-    /// <summary>2^x: the hardware approximation on CUDA (exact at -inf, as the masks need).</summary>
-    public static float Exp2(float x)
-    {
-        if (CudaAsm.IsSupported)
-        {
-            Output<float> result = default;
-            Input<float> argument = x;
-            CudaAsm.EmitRef("ex2.approx.ftz.f32 %0, %1;", ref result, ref argument);
-            return result.Value;
-        }
-
-        return XMath.Exp2(x);
     }
 
     /// <summary>Maximum over the four lanes of a row (a quad).</summary>

@@ -1,6 +1,6 @@
 using ILGPU.Runtime.Cuda;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>A 16-bit element type with a tensor-core <c>mma.sync.m16n8k16</c> (fp32 accumulate) on CUDA.</summary>
 public interface IMmaElement

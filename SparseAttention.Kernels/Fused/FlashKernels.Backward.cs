@@ -1,8 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 /// <summary>The fused backward: delta = rowsum(O * dO), then dQ by the row LUT and dK, dV by the column LUT.</summary>
 public static partial class FlashKernels
@@ -53,7 +54,7 @@ public static partial class FlashKernels
         var warp = new FlashWarp(p, transposed: false);
         int g = warp.G, t = warp.T;
         var dims = p.Dims;
-        var scaleLog2 = p.Scale * Log2E;
+        var scaleLog2 = p.Scale * Base2.Log2E;
         var queryGrad = default(TTiles);
         var scores = default(ScoreTile);
         var scoresGrad = default(ScoreTile);
@@ -95,7 +96,7 @@ public static partial class FlashKernels
         var warp = new FlashWarp(p, transposed: true);
         int g = warp.G, t = warp.T;
         var dims = p.Dims;
-        var scaleLog2 = p.Scale * Log2E;
+        var scaleLog2 = p.Scale * Base2.Log2E;
         var keyGrad = default(TTiles);
         var valueGrad = default(TTiles);
         var scores = default(ScoreTile);

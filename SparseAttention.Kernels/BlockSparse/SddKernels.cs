@@ -1,7 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 // SDD (query-key, "nt"): W[n,h,b] = A[n, rows of block i, h] . B[n, rows of block j, h]^T for every enabled block b = (i, j).
 // Versions:

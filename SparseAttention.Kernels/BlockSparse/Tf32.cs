@@ -1,7 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime.Cuda;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>TF32 tensor-core helpers for the fp32 opt-in path (<c>mma.sync.m16n8k8</c>, fp32 accumulate).</summary>
 internal static class Tf32

@@ -2,8 +2,9 @@ using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>SDD v3: tensor cores for fp16 and bf16, operands and result staged through shared memory.</summary>
 public static partial class SddKernels

@@ -1,8 +1,7 @@
 using ILGPU;
-using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>Fragment helpers shared by the tensor-core kernels (lane <c>l</c>: <c>g = l / 4</c>, <c>t = l % 4</c>).</summary>
 internal static class TensorCore

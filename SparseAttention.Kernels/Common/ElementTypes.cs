@@ -1,7 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime.Cuda;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>How a storage type converts to and from the fp32 that kernels compute in.</summary>
 /// <typeparam name="T">What one element is stored as: <see cref="float"/>, or <see cref="ushort"/> bits for fp16 and bf16.</typeparam>

@@ -1,6 +1,7 @@
 using ILGPU;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 /// <summary>
 /// Which elements of a 16x16 score tile a lane may keep (bit order of <see cref="ScoreTile"/>): the block's element bit

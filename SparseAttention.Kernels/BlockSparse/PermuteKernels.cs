@@ -1,7 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 // Token permutation of strided attention: token t = a * L + b of each sequence moves to t' = b * (ctx / L) + a.
 // The inverse is the same permutation with L replaced by ctx / L.

@@ -1,6 +1,6 @@
 using ILGPU;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>A block-sparse plan's tables on the device, as the kernels read them (encoding: <c>BlockSparsePlan</c>).</summary>
 public readonly struct PlanTables

@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Common;
 
 /// <summary>
 /// <c>mma.sync.m16n8k16</c> computed with warp shuffles, for the CPU accelerator: the fused kernels keep P in registers,

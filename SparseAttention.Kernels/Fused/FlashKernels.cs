@@ -2,10 +2,11 @@ using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
-using Features128 = SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Features64, SparseAttention.Kernels.Features64>;
-using Features32 = SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tile8, SparseAttention.Kernels.Tile8>, SparseAttention.Kernels.Tiles<SparseAttention.Kernels.Tile8, SparseAttention.Kernels.Tile8>>;
+using Features128 = SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Features64, SparseAttention.Kernels.Fused.Features64>;
+using Features32 = SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tile8, SparseAttention.Kernels.Fused.Tile8>, SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tile8, SparseAttention.Kernels.Fused.Tile8>>;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 // Fused block-sparse attention (FlashAttention-2 style): the scores and probabilities of a 16x16 tile live only in a
 // warp's registers. One group per block row (forward, dQ) or block column (dK, dV) and head; one warp per 16 of its
@@ -81,9 +82,6 @@ public readonly struct FlashParams
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
 {
-    /// <summary>log2(e): the softmax runs in base 2.</summary>
-    public const float Log2E = 1.44269504088896341f;
-
     /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => headDim is 32 or 64 or 128 && blockSize is 32 or 64 or 128;
 
@@ -117,7 +115,7 @@ public static partial class FlashKernels
         var warp = new FlashWarp(p, transposed: false);
         int g = warp.G, t = warp.T;
         var dims = p.Dims;
-        var scaleLog2 = p.Scale * Log2E;
+        var scaleLog2 = p.Scale * Base2.Log2E;
         var output = default(TTiles);
         var scores = default(ScoreTile);
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
@@ -140,7 +138,7 @@ public static partial class FlashKernels
                 // Online softmax: rescale what is summed so far whenever a row's max grows; a row still empty keeps 0.
                 float newLow = XMath.Max(maxLow, scores.MaxLow()), newHigh = XMath.Max(maxHigh, scores.MaxHigh());
                 float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
-                float alphaLow = ScoreTile.Exp2(maxLow - baseLow), alphaHigh = ScoreTile.Exp2(maxHigh - baseHigh);
+                float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
                 scores.Exp2Minus(baseLow, baseHigh, 0f, 0f, 0f, 0f);
                 sumLow = sumLow * alphaLow + scores.PartialSumLow();
                 sumHigh = sumHigh * alphaHigh + scores.PartialSumHigh();

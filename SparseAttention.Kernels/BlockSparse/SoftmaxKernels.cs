@@ -1,8 +1,9 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 // Masked softmax over block-sparse rows, and its gradient. One warp per query row: the row's elements are the
 // enabled blocks of its block row, each contributing one block row of `block` elements.

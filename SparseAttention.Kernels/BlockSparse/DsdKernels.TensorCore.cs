@@ -1,8 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>DSD v3: tensor cores for fp16 and bf16, weight and dense tiles staged through shared memory.</summary>
 public static partial class DsdKernels

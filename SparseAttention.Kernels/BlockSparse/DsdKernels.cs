@@ -1,7 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.BlockSparse;
 
 // DSD (weight-value, "nn"):    C[n, block row i, h]    = sum over b = (i, j) of W[n,h,b]   . X[n, rows of block j, h]
 // DSD transposed ("tn"):       C[n, block column j, h] = sum over b = (i, j) of W[n,h,b]^T . X[n, rows of block i, h]

@@ -1,7 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
 
-namespace SparseAttention.Kernels;
+namespace SparseAttention.Kernels.Fused;
 
 /// <summary>
 /// One warp's fp32 accumulator of 16 rows by <see cref="Features"/> features in registers, as m16n8 fragments: ILGPU has
