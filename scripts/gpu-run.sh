@@ -18,7 +18,7 @@ if has ptx; then
   for f in /tmp/ptx/*.ptx; do echo "$(basename "$f"): $(ptxas -arch=sm_90 -v "$f" -o /tmp/k.cubin 2>&1 | grep -oE 'Used [0-9]+ registers|[0-9]+ bytes stack frame' | tr '\n' ' ')"; done | tee "$OUT/ptxas.txt"
 fi
 if has tests; then
-  timeout 420 "$app/SparseAttention.Tests" --timeout 400s >"$OUT/tests.log" 2>&1; echo "tests exit $?"
+  timeout 270 "$app/SparseAttention.Tests" --timeout 260s --report-trx --report-trx-filename cuda.trx --results-directory $OUT >"$OUT/tests.log" 2>&1; echo "tests exit $?"
   grep -E "^failed |exceeds|total:|failed:|succeeded:|skipped:" "$OUT/tests.log" | head -40
   timeout 60 "$app/SparseAttention.Cli" demo >"$OUT/demo.log" 2>&1; echo "demo exit $?"; cat "$OUT/demo.log"
 fi
@@ -30,7 +30,7 @@ if has sanitize; then
   filter='FullyQualifiedName~SoftmaxAutoregressAtKeyOnBidirectionalLayoutAndEmptyRows|FullyQualifiedName~EveryOpOnAwkwardLayouts|FullyQualifiedName~FusedFp16AttentionTests.FeatureMatchesReference|FullyQualifiedName~FusedBf16AttentionTests.FeatureMatchesReference'
   export SPARSE_ATTENTION_FEATURES="custom,autoregress inside a tile,autoregress on a tile boundary,dense autoregress"
   for tool in memcheck racecheck; do
-    timeout 240 compute-sanitizer --tool $tool --print-limit 20 "$app/SparseAttention.Tests" --filter "$filter" >"$OUT/sanitize-$tool.log" 2>&1
+    timeout 115 compute-sanitizer --tool $tool --print-limit 20 "$app/SparseAttention.Tests" --filter "$filter" >"$OUT/sanitize-$tool.log" 2>&1
     echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|succeeded:|failed:' "$OUT/sanitize-$tool.log" | tr '\n' ' ')"
   done
 fi
