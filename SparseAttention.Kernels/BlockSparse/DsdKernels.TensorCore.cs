@@ -19,7 +19,7 @@ public static partial class DsdKernels
         var words = edge * (SharedTiles.RowWords(edge) + SharedTiles.RowWords(p.Dims.HeadDim));
         var threads = edge / 16 * (p.Dims.HeadDim / 16) * 32;
         var config = new KernelConfig(new Index2D(p.Dims.Ctx / edge, p.Dims.Batch * p.Dims.Heads), new Index2D(threads, 1), SharedTiles.Words(words));
-        KernelCache.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
+        KernelLoader.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
     }
 
     // One group per edge output rows of a (sequence, head), one warp per 16 rows by 16 features of them. For each block

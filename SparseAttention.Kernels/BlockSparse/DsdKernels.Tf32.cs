@@ -12,7 +12,7 @@ public static partial class DsdKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = DsdWarpTile.Count(p.Dims);
-        KernelCache.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        KernelLoader.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void Tf32Kernel(DsdParams<float> p)

@@ -67,7 +67,7 @@ public static partial class DsdKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var groups = new Index2D(p.Dims.Ctx / Tile * (p.Dims.HeadDim / Tile), p.Dims.Batch * p.Dims.Heads);
-        KernelCache.Get<DsdParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
+        KernelLoader.Get<DsdParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
     }
 
     internal static void Kernel<T, TElement>(DsdParams<T> p)

@@ -35,7 +35,7 @@ public static class ElementwiseKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var groups = (int)Math.Clamp((p.Output.Length + GroupSize - 1) / GroupSize, 1, 65536);
-        KernelCache.Get<AddParams<T>>(accelerator, AddKernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, GroupSize), p);
+        KernelLoader.Get<AddParams<T>>(accelerator, AddKernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, GroupSize), p);
     }
 
     internal static void AddKernel<T, TElement>(AddParams<T> p)

@@ -42,7 +42,7 @@ public static class PermuteKernels
         ArgumentNullException.ThrowIfNull(accelerator);
         var tokens = (int)(p.Input.Length / p.Embedding);
         var groupSize = Math.Min(256, (p.Embedding + 31) / 32 * 32);
-        KernelCache.Get<PermuteParams<T>>(accelerator, Kernel)(accelerator.DefaultStream, new KernelConfig(tokens, groupSize), p);
+        KernelLoader.Get<PermuteParams<T>>(accelerator, Kernel)(accelerator.DefaultStream, new KernelConfig(tokens, groupSize), p);
     }
 
     internal static void Kernel<T>(PermuteParams<T> p)

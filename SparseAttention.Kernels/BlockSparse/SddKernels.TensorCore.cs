@@ -34,7 +34,7 @@ public static partial class SddKernels
         var words = edge * (2 * SharedTiles.RowWords(p.Dims.HeadDim) + SharedTiles.RowWords(edge));
         var groups = new Index3D((tiles + tilesPerGroup - 1) / tilesPerGroup, p.Dims.Heads, p.Dims.Batch);
         var config = new KernelConfig(groups, new Index3D(edge / 16 * 32, 1, 1), SharedTiles.Words(words));
-        KernelCache.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p with { TilesPerGroup = tilesPerGroup });
+        KernelLoader.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p with { TilesPerGroup = tilesPerGroup });
     }
 
     // A group takes a run of consecutive edge x edge tiles of one (sequence, head), in block order, so runs stay in a

@@ -17,7 +17,7 @@ public static partial class SddKernels
             return;
         }
 
-        KernelCache.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        KernelLoader.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
     internal static void Tf32Kernel(SddParams<float> p)

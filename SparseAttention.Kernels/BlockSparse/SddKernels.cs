@@ -72,7 +72,7 @@ public static partial class SddKernels
             return;
         }
 
-        KernelCache.Get<SddParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
+        KernelLoader.Get<SddParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
     }
 
     internal static void Kernel<T, TElement>(SddParams<T> p)

@@ -15,7 +15,7 @@ public static partial class SoftmaxKernels
         ArgumentNullException.ThrowIfNull(accelerator);
         SharedTiles.RequireAligned(p.InputQuads, nameof(p.Input));
         SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
-        KernelCache.Get<SoftmaxParams<ushort>>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        KernelLoader.Get<SoftmaxParams<ushort>>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
     /// <summary>Runs the softmax gradient on 16-bit tensors.</summary>
@@ -26,7 +26,7 @@ public static partial class SoftmaxKernels
         SharedTiles.RequireAligned(p.ProbabilityQuads, nameof(p.Probabilities));
         SharedTiles.RequireAligned(p.OutputGradQuads, nameof(p.OutputGrad));
         SharedTiles.RequireAligned(p.InputGradQuads, nameof(p.InputGrad));
-        KernelCache.Get<SoftmaxGradParams<ushort>>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        KernelLoader.Get<SoftmaxGradParams<ushort>>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
     internal static void ForwardPacked<TElement>(SoftmaxParams<ushort> p)

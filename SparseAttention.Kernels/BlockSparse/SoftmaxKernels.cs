@@ -95,7 +95,7 @@ public static partial class SoftmaxKernels
         where TElement : struct, IElement<T>
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        KernelCache.Get<SoftmaxParams<T>>(accelerator, Forward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        KernelLoader.Get<SoftmaxParams<T>>(accelerator, Forward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
     /// <summary>Runs the softmax gradient.</summary>
@@ -104,7 +104,7 @@ public static partial class SoftmaxKernels
         where TElement : struct, IElement<T>
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        KernelCache.Get<SoftmaxGradParams<T>>(accelerator, Backward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        KernelLoader.Get<SoftmaxGradParams<T>>(accelerator, Backward<T, TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
     // ctx is a multiple of the block size (at least 16), so rows split evenly into groups of four.

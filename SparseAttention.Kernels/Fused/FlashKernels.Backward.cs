@@ -15,10 +15,10 @@ public static partial class FlashKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
-        KernelCache.Get<FlashParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
+        KernelLoader.Get<FlashParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
         var (_, dq, dkdv) = KernelsFor<TElement>(queryGrad.Dims.HeadDim);
-        KernelCache.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad), queryGrad);
-        KernelCache.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad), keyValueGrad);
+        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad), queryGrad);
+        KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad), keyValueGrad);
     }
 
     // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.

@@ -91,7 +91,7 @@ public static partial class FlashKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = KernelsFor<TElement>(p.Dims.HeadDim).Forward;
-        KernelCache.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p), p);
+        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p), p);
     }
 
     // The forward, dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
