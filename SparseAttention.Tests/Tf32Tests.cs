@@ -8,7 +8,7 @@ using SparseAttention.Tests.Support;
 
 namespace SparseAttention.Tests;
 
-/// <summary>The fp32 opt-in on TF32 tensor cores: at most 5e-3 relative error (SPEC section 7).</summary>
+/// <summary>The fp32 opt-in on TF32 tensor cores: at most 5e-3 relative error (docs/numerics.md §2).</summary>
 [TestClass]
 public sealed class Tf32Tests
 {

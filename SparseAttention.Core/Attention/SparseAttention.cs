@@ -29,8 +29,8 @@ public static class BlockSparseAttention
             return Run(q, k, v, layout, options ?? AttentionOptions.Default, tape);
         }
 
-        // Strided: transpose tokens so positions L apart become neighbours, attend there, transpose back (SPEC 5).
-        // autoregressAtKey speaks of natural positions; on the four built-in patterns it removes nothing (SPEC 4).
+        // Strided: transpose tokens so positions L apart become neighbours, attend there, transpose back (docs/semantics.md §9).
+        // autoregressAtKey speaks of natural positions; on the four built-in patterns it removes nothing (docs/semantics.md §7).
         CheckAutoregress(options, ctx);
         var stride = pattern.AttentionLength;
         var (qt, kt, vt) = (Permute(q, stride, false, tape), Permute(k, stride, false, tape), Permute(v, stride, false, tape));

@@ -29,7 +29,7 @@ public sealed record AttentionPattern(PatternKind Kind, int AttentionLength = 0,
         _ => $"{Kind.ToString().ToLowerInvariant()}({AttentionLength})",
     };
 
-    /// <summary>The block layout of this pattern (SPEC section 3); for strided, in transposed token order.</summary>
+    /// <summary>The block layout of this pattern (docs/semantics.md §3); for strided, in transposed token order.</summary>
     /// <exception cref="ArgumentException">A parameter breaks the pattern's rules.</exception>
     /// <remarks>Layouts are kept per (pattern, ctx, block size, heads): a per-head 'fixed' layout at ctx 16k took 20 ms to build, longer than the attention.</remarks>
     public BlockLayout ToLayout(int ctx, int blockSize, int heads) =>
@@ -45,7 +45,7 @@ public sealed record AttentionPattern(PatternKind Kind, int AttentionLength = 0,
         _ => BlockLayout.Fixed(ctx, blockSize, heads, AttentionLength, NumVerts, VertSize),
     };
 
-    /// <summary>The dense token mask of this pattern in natural token order (SPEC section 2).</summary>
+    /// <summary>The dense token mask of this pattern in natural token order (docs/semantics.md §2).</summary>
     /// <remarks><paramref name="blockSize"/> matters only for <see cref="PatternKind.Fixed"/>, whose mask is defined by its layout.</remarks>
     public TokenMask ToTokenMask(int ctx, int blockSize, int heads)
     {

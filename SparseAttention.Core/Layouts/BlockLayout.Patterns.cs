@@ -1,6 +1,6 @@
 namespace SparseAttention.Layouts;
 
-/// <summary>The built-in patterns and custom layouts (SPEC section 3).</summary>
+/// <summary>The built-in patterns and custom layouts (docs/semantics.md §3 and §5).</summary>
 public sealed partial class BlockLayout
 {
     /// <summary>Dense causal: block <c>(i, j)</c> enabled when <c>j &lt;= i</c>.</summary>

@@ -1,6 +1,6 @@
 namespace SparseAttention.Layouts;
 
-/// <summary>The attention patterns of the Sparse Transformer (SPEC sections 2 and 3).</summary>
+/// <summary>The attention patterns of the Sparse Transformer (docs/semantics.md §2 and §3).</summary>
 public enum PatternKind
 {
     /// <summary>Dense causal: every key at or before the query.</summary>

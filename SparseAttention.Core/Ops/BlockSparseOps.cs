@@ -5,7 +5,7 @@ using SparseAttention.Tensors;
 namespace SparseAttention.Ops;
 
 /// <summary>
-/// The block-sparse primitives of SPEC section 4 (the original's <c>BlocksparseTransformer</c>). Dense tensors are
+/// The block-sparse primitives of docs/semantics.md §6 (the original's <c>BlocksparseTransformer</c>). Dense tensors are
 /// <c>[batch, ctx, heads * headDim]</c>; block-sparse weights are <c>[batch, heads, blocks, block, block]</c>.
 /// Every argument is checked before any kernel runs, so a failed call leaves the destination untouched.
 /// </summary>

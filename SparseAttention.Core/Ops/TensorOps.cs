@@ -7,7 +7,7 @@ namespace SparseAttention.Ops;
 /// <summary>Small dense helpers the attention API and the tape need: permutation and accumulation.</summary>
 public static class TensorOps
 {
-    /// <summary>The strided transposition (SPEC section 5) of a <c>[batch, ctx, embedding]</c> tensor, on its device.</summary>
+    /// <summary>The strided transposition (docs/semantics.md §9) of a <c>[batch, ctx, embedding]</c> tensor, on its device.</summary>
     /// <param name="input">The tensor to permute.</param>
     /// <param name="stride">The stride <c>L</c>.</param>
     /// <param name="inverse">True to undo the transposition.</param>

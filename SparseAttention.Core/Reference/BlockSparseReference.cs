@@ -3,7 +3,7 @@ using SparseAttention.Planning;
 namespace SparseAttention.Reference;
 
 /// <summary>
-/// Naive float64 host versions of the block-sparse ops (SPEC section 4), the ground truth the kernels are tested against.
+/// Naive float64 host versions of the block-sparse ops (docs/semantics.md §6), the ground truth the kernels are tested against.
 /// Dense arrays are <c>[batch, ctx, heads * headDim]</c>; weights <c>[batch, heads, blocks, block, block]</c>.
 /// </summary>
 public static class BlockSparseReference

@@ -3,7 +3,7 @@ using SparseAttention.Layouts;
 namespace SparseAttention.Reference;
 
 /// <summary>
-/// The ground truth (SPEC section 2): masked softmax attention on the host in float64.
+/// The ground truth (docs/semantics.md §2): masked softmax attention on the host in float64.
 /// Masked entries get weight exactly 0; a row with no allowed key gives zeros.
 /// </summary>
 public static class DenseReference

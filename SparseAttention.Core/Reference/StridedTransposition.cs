@@ -1,7 +1,7 @@
 namespace SparseAttention.Reference;
 
 /// <summary>
-/// The token permutation of strided attention (SPEC section 5): with <c>bT = ctx / L</c>, token
+/// The token permutation of strided attention (docs/semantics.md §9): with <c>bT = ctx / L</c>, token
 /// <c>t = a * L + b</c> moves to <c>t' = b * bT + a</c>, so tokens <c>L</c> apart become neighbours.
 /// </summary>
 public static class StridedTransposition

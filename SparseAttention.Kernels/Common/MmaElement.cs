@@ -7,7 +7,7 @@ public interface IMmaElement
 {
     /// <summary>
     /// D = A . B + D for one warp: A 16x16 in four registers of two packed elements, B 16x8 in two, D 16x8 fp32 in four
-    /// (fragment map in ARCHITECTURE.md). Only valid where <see cref="CudaAsm.IsSupported"/>.
+    /// (fragment map in docs/tensor-cores.md §2). Only valid where <see cref="CudaAsm.IsSupported"/>.
     /// </summary>
     /// <remarks>
     /// Operands are the kernel's own <see cref="Ref{T}"/>/<see cref="Input{T}"/> locals passed by reference: copying them

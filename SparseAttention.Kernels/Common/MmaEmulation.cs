@@ -29,7 +29,7 @@ internal static class MmaEmulation
         accelerator.AcceleratorType == AcceleratorType.Cuda ? default : SharedMemoryConfig.RequestDynamic<uint>(warps * 32 * 6);
 
     /// <summary>
-    /// D += A . B with the hardware's fragment map (ARCHITECTURE.md); every lane of the warp must call it. The lanes
+    /// D += A . B with the hardware's fragment map (docs/tensor-cores.md §2); every lane of the warp must call it. The lanes
     /// swap fragments through shared memory: on the CPU accelerator a warp barrier costs as much as a shuffle, and this
     /// needs two instead of 32 shuffles.
     /// </summary>

@@ -5,7 +5,7 @@ using SparseAttention.Tensors;
 
 namespace SparseAttention.Tests.Support;
 
-/// <summary>Attention forward and backward against the float64 dense reference, with SPEC 7's tolerances.</summary>
+/// <summary>Attention forward and backward against the float64 dense reference, with the tolerances of docs/numerics.md §2 and §4.</summary>
 internal static class AttentionCheck
 {
     private static readonly string[] Names = ["output", "dq", "dk", "dv"];
@@ -67,7 +67,7 @@ internal static class AttentionCheck
         poisoned.ForEach(t => t.Dispose());
     }
 
-    // SPEC 4: a query with no allowed key gives zeros (output and dq), never NaN; likewise dk and dv of a key no query sees.
+    // docs/semantics.md §8: a query with no allowed key gives zeros (output and dq), never NaN; likewise dk and dv of a key no query sees.
     private static void AssertZerosWhereNothingIsAllowed(AttentionCase attentionCase, double[][] actual, string what)
     {
         var (shape, mask) = (attentionCase.Shape, attentionCase.ReferenceMask);

@@ -26,7 +26,7 @@ internal static class AttentionFeatures
     public static AttentionCase For(string feature, string device)
     {
         // CUDA: several waves of groups at ctx 512; the float64 references on the host are what take the time (the
-        // demo checks the original's example, SPEC 8, at ctx 1024).
+        // demo checks the original's example, docs/semantics.md §11, at ctx 1024).
         var cpu = device == TestDevices.Cpu;
         var ctx = cpu ? 128 : 512;
         var headDim = cpu ? 32 : 64;

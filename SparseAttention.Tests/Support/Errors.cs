@@ -2,7 +2,7 @@ using SparseAttention.Tensors;
 
 namespace SparseAttention.Tests.Support;
 
-/// <summary>Error measures and the dtype tolerances of SPEC section 7.</summary>
+/// <summary>Error measures and the dtype tolerances of docs/numerics.md §1-4.</summary>
 internal static class Errors
 {
     /// <summary>‖actual − expected‖ / ‖expected‖ in the Frobenius norm (absolute when the reference is zero); NaN anywhere gives infinity.</summary>

@@ -4,7 +4,7 @@ using SparseAttention.Tensors;
 namespace SparseAttention.Tests.Support;
 
 /// <summary>
-/// Attention as a naive implementation in a 16-bit dtype computes it (SPEC section 7): every matrix product accumulated
+/// Attention as a naive implementation in a 16-bit dtype computes it (docs/numerics.md §3): every matrix product accumulated
 /// wide and rounded to the dtype, softmax in fp32 with probabilities rounded before <c>P . V</c>. Its error against the
 /// float64 reference sets the fp16/bf16 tolerance.
 /// </summary>
