@@ -1,0 +1,109 @@
+using System.Reflection;
+using SparseAttention.Accelerators;
+using SparseAttention.Attention;
+using SparseAttention.Autograd;
+using SparseAttention.Kernels.BlockSparse;
+using SparseAttention.Kernels.Common;
+using SparseAttention.Kernels.Fused;
+using SparseAttention.Layouts;
+using SparseAttention.Tensors;
+using SparseAttention.Tests.Support;
+
+namespace SparseAttention.Tests;
+
+/// <summary>The loader's PTX stage: the text pass on PTX that ILGPU writes without a GPU, and the same bits on CUDA with and without it.</summary>
+[TestClass]
+public sealed class PtxStageTests
+{
+    [TestMethod]
+    [DataRow(typeof(SddKernels), "TensorCoreKernel", new[] { typeof(Fp16) })]
+    [DataRow(typeof(SoftmaxKernels), "ForwardPacked", new[] { typeof(Bf16) })]
+    [DataRow(typeof(FlashKernels), "ForwardKernel", new[] { typeof(Fp16), typeof(Features64) })]
+    public void PromoteDepotsLeavesNoLocalMemoryInIlgpuPtx(Type family, string name, Type[] arguments)
+    {
+        using var compiler = new OfflinePtxCompiler();
+        var method = family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(arguments);
+        var ilgpu = compiler.Compile(method);
+        var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
+
+        // ILGPU gives each inline-asm operand a depot: if it ever stops, this stage has nothing left to do.
+        var accesses = Count(ilgpu, "ld.local") + Count(ilgpu, "st.local");
+        Console.WriteLine($"{family.Name}.{name}: {Count(ilgpu, ".local .align")} depots, {accesses} loads and stores of them");
+        Assert.IsGreaterThan(0, accesses, "ILGPU's PTX has local depots");
+        Assert.AreEqual(0, Count(loaded, "__local_depot"), "every depot promoted");
+        Assert.AreEqual(0, Count(loaded, ".local"), "no local memory left");
+        Assert.AreEqual(Count(ilgpu, "mma.sync") + Count(ilgpu, "ex2.approx"), Count(loaded, "mma.sync") + Count(loaded, "ex2.approx"), "instructions kept");
+        Assert.AreEqual(Count(ilgpu, "\tmov.") + accesses - Count(ilgpu, ", __local_depot"), Count(loaded, "\tmov."), "each load and store became a mov, each address move went");
+        Assert.AreEqual(loaded, PtxStages.PromoteDepots(loaded), "a second pass changes nothing");
+    }
+
+    [TestMethod]
+    public void DepotsUsedOtherwiseStayInMemory()
+    {
+        const string ptx = """
+            .visible .entry K(
+            )
+            {
+            	.local .align 4 .b8 __local_depot0[4];
+            	.local .align 4 .b8 __local_depot1[4];
+            	.local .align 8 .b8 __local_depot2[8];
+            	mov.b64	%rd1, __local_depot0;
+            	mov.b64	%rd2, __local_depot1;
+            	mov.b64	%rd3, __local_depot2;
+            	st.local.f32	[%rd1], 0f3F800000;
+            	ld.local.f32	%f1, [%rd1];
+            	@%p1 st.local.b32	[%rd2], %r1;
+            	ld.local.b32	%r2, [%rd2];
+            	st.local.b64	[%rd3], %rd9;
+            	ld.local.b32	%r3, [%rd3];
+            }
+            """;
+        var loaded = PtxStages.PromoteDepots(ptx);
+        Console.WriteLine(loaded);
+        StringAssert.Contains(loaded, "mov.f32\t%depot32_0, 0f3F800000;");
+        StringAssert.Contains(loaded, "mov.f32\t%f1, %depot32_0;");
+        Assert.AreEqual(0, Count(loaded, "__local_depot0"), "the whole-access depot is promoted");
+        StringAssert.Contains(loaded, "@%p1 st.local.b32\t[%rd2], %r1;", "a predicated store keeps its depot");
+        StringAssert.Contains(loaded, "ld.local.b32\t%r3, [%rd3];", "a 4-byte load of an 8-byte depot keeps it");
+        Assert.AreEqual(2, Count(loaded, ".local .align"));
+    }
+
+    [TestMethod]
+    public void CudaKernelsGiveTheSameBitsWithAndWithoutTheStage()
+    {
+        var staged = TestDevices.Get(TestDevices.Cuda);
+        using var plain = ComputeDevice.CreateCuda();
+        KernelLoader.UseStages(plain.Accelerator, []);
+        var shape = new AttentionShape(2, 256, 3, 64);
+        var random = TestData.NewRandom("ptx stage");
+        var inputs = Enumerable.Range(0, 4).Select(_ => TestData.Values<Half>(random, shape.Elements).Values).ToArray();
+        foreach (var fused in new[] { true, false })
+        {
+            var options = new AttentionOptions { Fused = fused, AutoregressAtKey = 100 };
+            var expected = Run(staged, shape, inputs, options);
+            var actual = Run(plain, shape, inputs, options);
+            for (var i = 0; i < expected.Length; i++)
+            {
+                CollectionAssert.AreEqual(expected[i], actual[i], $"{(fused ? "fused" : "unfused")} result {i} differs without the PTX stage");
+            }
+        }
+    }
+
+    private static Half[][] Run(ComputeDevice device, AttentionShape shape, Half[][] inputs, AttentionOptions options)
+    {
+        var tensors = inputs.Select(values => DeviceTensor<Half>.FromSpan(device, values, shape.Batch, shape.Ctx, shape.Embedding)).ToArray();
+        try
+        {
+            using var tape = new Tape();
+            using var output = BlockSparseAttention.Compute(tensors[0], tensors[1], tensors[2], shape.Heads, AttentionPattern.Local(64), 32, options, tape);
+            using var grads = tape.Backward(output, tensors[3]);
+            return [output.ToArray(), .. tensors.Take(3).Select(t => grads.Of(t).ToArray())];
+        }
+        finally
+        {
+            Array.ForEach(tensors, t => t.Dispose());
+        }
+    }
+
+    private static int Count(string text, string what) => text.Split(what).Length - 1;
+}
