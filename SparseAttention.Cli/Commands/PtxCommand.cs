@@ -1,6 +1,4 @@
 using System.Reflection;
-using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;

@@ -1,8 +1,8 @@
-using System.Collections.Concurrent;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using SparseAttention.Caching;
 using SparseAttention.Planning;
 
 namespace SparseAttention.Accelerators;
@@ -15,8 +15,8 @@ public sealed class ComputeDevice : IDisposable
 {
     private readonly Context context;
     private readonly Accelerator accelerator;
-    private readonly ConcurrentDictionary<BlockSparsePlan, DevicePlan> plans = new();
-    private readonly ConcurrentDictionary<(Type Element, long Length), ConcurrentBag<MemoryBuffer>> cached = new();
+    private readonly LruCache<BlockSparsePlan, DevicePlan> plans;
+    private readonly BufferPool released;
     private long allocatedBytes;
     private long peakBytes;
     private bool disposed;
@@ -25,6 +25,11 @@ public sealed class ComputeDevice : IDisposable
     {
         this.context = context;
         this.accelerator = accelerator;
+        plans = new(256L << 20, plan => plan.SizeInBytes, plan => plan.Evict());
+
+        // An eighth of a GPU holds the buffers a fixed-shape training step releases and takes again, and leaves the rest
+        // to live tensors; ILGPU reports the CPU accelerator's memory as unbounded, so it gets a fixed 1 GiB.
+        released = new(IsCuda ? accelerator.MemorySize / 8 : 1L << 30, Free);
     }
 
     /// <summary>The ILGPU accelerator, for callers that bring their own buffers.</summary>
@@ -97,7 +102,40 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Starts a new peak-memory measurement from the current allocation.</summary>
     public void ResetPeak() => Interlocked.Exchange(ref peakBytes, AllocatedBytes);
 
-    /// <summary>The device copy of <paramref name="plan"/>, uploaded once.</summary>
+    /// <summary>
+    /// The most bytes of plan tables kept on the device (default 256 MiB); past it the least recently used plans are
+    /// freed, and uploaded again when next used. The most recently used plan stays even when it alone is larger.
+    /// </summary>
+    /// <remarks>
+    /// The default holds the 96 plans of a measured variable-length loop (fixed pattern, 4 heads, ctx 128 to 6208:
+    /// 103 MB) and a few of the largest common plans (per-head fixed, 16 heads, ctx 16k: 70 to 80 MB each).
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    public long PlanCacheBytes
+    {
+        get => plans.Capacity;
+        set => plans.Capacity = value;
+    }
+
+    /// <summary>Bytes of plan tables kept on the device (counted in <see cref="AllocatedBytes"/>).</summary>
+    public long PlanBytes => plans.Weight;
+
+    /// <summary>
+    /// The most bytes of released tensor buffers kept for reuse (default: an eighth of a CUDA device's memory, 1 GiB on
+    /// the CPU accelerator); past it the buffers released longest ago are freed.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    public long BufferCacheBytes
+    {
+        get => released.Capacity;
+        set => released.Capacity = value;
+    }
+
+    /// <summary>
+    /// The device copy of <paramref name="plan"/>, uploaded when not in the plan cache. Its tables stay valid until a
+    /// later upload evicts it (see <see cref="PlanCacheBytes"/>); the library's ops look their plan up at every launch,
+    /// so they upload an evicted plan again.
+    /// </summary>
     public DevicePlan Upload(BlockSparsePlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
@@ -113,11 +151,7 @@ public sealed class ComputeDevice : IDisposable
             return;
         }
 
-        foreach (var plan in plans.Values)
-        {
-            plan.Dispose();
-        }
-
+        plans.Clear();
         ReleaseCachedMemory();
         disposed = true;
         accelerator.Dispose();
@@ -125,31 +159,47 @@ public sealed class ComputeDevice : IDisposable
     }
 
     /// <summary>Bytes of released tensor buffers kept for reuse (not counted in <see cref="AllocatedBytes"/>).</summary>
-    public long CachedBytes => cached.Values.Sum(bag => bag.Sum(buffer => buffer.LengthInBytes));
+    public long CachedBytes => released.Bytes;
 
     /// <summary>Frees the buffers kept for reuse.</summary>
-    public void ReleaseCachedMemory()
+    public void ReleaseCachedMemory() => released.Clear();
+
+    /// <summary>
+    /// <paramref name="plan"/>'s device tables, kept alive until the result is disposed even if another thread's
+    /// upload evicts the plan meanwhile; an op holds it from reading the tables until its last kernel is queued.
+    /// </summary>
+    internal PinnedPlan Pin(BlockSparsePlan plan)
     {
-        foreach (var bag in cached.Values)
+        while (true)
         {
-            while (bag.TryTake(out var buffer))
+            var uploaded = Upload(plan);
+            if (uploaded.TryPin())
             {
-                buffer.Dispose();
+                return new PinnedPlan(uploaded);
             }
         }
+    }
+
+    /// <summary>Frees a device buffer that is no longer tracked.</summary>
+    /// <remarks>
+    /// Kernels queued earlier may still read it: wait for them here rather than count on the backend's free to.
+    /// </remarks>
+    internal void Free(MemoryBuffer buffer)
+    {
+        accelerator.Synchronize();
+        buffer.Dispose();
     }
 
     /// <summary>
     /// A buffer of <paramref name="length"/> elements, counted towards the peak: a released one of the same type and
     /// length when there is one. Freeing device memory synchronizes the whole device, so the library keeps released
-    /// tensor buffers, like PyTorch's caching allocator; kernels run in stream order, so reuse is safe.
+    /// tensor buffers (up to <see cref="BufferCacheBytes"/>), like PyTorch's caching allocator; kernels run in stream
+    /// order, so reuse is safe.
     /// </summary>
     internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length)
         where T : unmanaged
     {
-        var buffer = cached.TryGetValue((typeof(T), length), out var bag) && bag.TryTake(out var reused)
-            ? (MemoryBuffer1D<T, Stride1D.Dense>)reused
-            : Accelerator.Allocate1D<T>(length);
+        var buffer = released.Take(typeof(T), length) is { } reused ? (MemoryBuffer1D<T, Stride1D.Dense>)reused : Accelerator.Allocate1D<T>(length);
         Track(buffer.LengthInBytes);
         return buffer;
     }
@@ -165,7 +215,7 @@ public sealed class ComputeDevice : IDisposable
             return;
         }
 
-        cached.GetOrAdd((typeof(T), buffer.Length), _ => []).Add(buffer);
+        released.Add(typeof(T), buffer);
     }
 
     /// <summary>Records <paramref name="bytes"/> allocated (positive) or released (negative).</summary>

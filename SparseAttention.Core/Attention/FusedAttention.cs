@@ -25,7 +25,8 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
         var device = q.Device;
         var output = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var logSumExp = DeviceTensor<float>.Allocate(device, batch, plan.Heads, plan.Ctx);
-        var p = Params(q, k, v) with { ResultPairs = As<T, uint>(output), LogSumExp = logSumExp.View };
+        using var pinned = device.Pin(plan);
+        var p = Params(q, k, v, pinned) with { ResultPairs = As<T, uint>(output), LogSumExp = logSumExp.View };
         Run(new ForwardAction(device, p));
         return (output, logSumExp);
     }
@@ -38,7 +39,8 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
         var dq = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var dk = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var dv = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
-        var p = Params(q, k, v) with
+        using var pinned = device.Pin(plan);
+        var p = Params(q, k, v, pinned) with
         {
             OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
         };
@@ -49,12 +51,12 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
     private static void Run<TAction>(TAction action)
         where TAction : IElementAction => ElementDispatch.Run<T, TAction>(action);
 
-    private FlashParams Params(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v) => new()
+    private FlashParams Params(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, PinnedPlan pinned) => new()
     {
         Query = As<T, ushort>(q), Key = As<T, ushort>(k), Value = As<T, ushort>(v),
         QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
         Dims = new Dims { Batch = batch, Ctx = plan.Ctx, Heads = plan.Heads, HeadDim = q.Shape[2] / plan.Heads },
-        Plan = q.Device.Upload(plan).Tables,
+        Plan = pinned.Tables,
         Scale = scale,
         AutoregressAtKey = autoregressAtKey ?? plan.Ctx,
     };

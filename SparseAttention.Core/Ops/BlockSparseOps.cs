@@ -26,8 +26,8 @@ public static partial class BlockSparseOps
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
         var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
-        var tables = left.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, tables, allowTf32));
+        using var pinned = left.Device.Pin(plan);
+        ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, pinned.Tables, allowTf32));
     }
 
     /// <summary>DSD (<c>nn</c>): <c>output[block row i] = sum over b = (i, j) of weights[b] . dense[block j]</c>.</summary>
@@ -72,8 +72,8 @@ public static partial class BlockSparseOps
             Layouts.TokenMasks.CheckAutoregressAtKey(key, plan.Ctx);
         }
 
-        var tables = scores.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, SoftmaxAction<T>>(new(scores, probabilities, dims, tables, scale, useMask ? 1 : 0, autoregressAtKey ?? plan.Ctx));
+        using var pinned = scores.Device.Pin(plan);
+        ElementDispatch.Run<T, SoftmaxAction<T>>(new(scores, probabilities, dims, pinned.Tables, scale, useMask ? 1 : 0, autoregressAtKey ?? plan.Ctx));
     }
 
     /// <summary>Softmax gradient: <c>inputGrad = (outputGrad - rowsum(outputGrad * probabilities)) * probabilities * scale</c>.</summary>
@@ -89,8 +89,8 @@ public static partial class BlockSparseOps
         RequireVectorAligned(probabilities, nameof(probabilities));
         RequireVectorAligned(outputGrad, nameof(outputGrad));
         RequireVectorAligned(inputGrad, nameof(inputGrad));
-        var tables = probabilities.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, SoftmaxGradAction<T>>(new(probabilities, outputGrad, inputGrad, dims, tables, scale));
+        using var pinned = probabilities.Device.Pin(plan);
+        ElementDispatch.Run<T, SoftmaxGradAction<T>>(new(probabilities, outputGrad, inputGrad, dims, pinned.Tables, scale));
     }
 
     /// <summary>A weight tensor shaped for <paramref name="plan"/>: <c>[batch, heads, blocks, block, block]</c>.</summary>
@@ -110,8 +110,8 @@ public static partial class BlockSparseOps
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
         var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
-        var tables = dense.Device.Upload(plan).Tables;
-        ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, tables, transposed ? 1 : 0, allowTf32));
+        using var pinned = dense.Device.Pin(plan);
+        ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, pinned.Tables, transposed ? 1 : 0, allowTf32));
     }
 
     // Weights are stored in the input type, or in bf16 for fp32 inputs (the original kept its logits in bf16).

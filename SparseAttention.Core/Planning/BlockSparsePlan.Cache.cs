@@ -1,5 +1,5 @@
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using SparseAttention.Caching;
 using SparseAttention.Layouts;
 
 namespace SparseAttention.Planning;
@@ -7,15 +7,32 @@ namespace SparseAttention.Planning;
 /// <summary>Building plans, cached by their content (blocks and bit masks), never by a delegate's identity.</summary>
 public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
 {
-    private static readonly ConcurrentDictionary<BlockSparsePlan, BlockSparsePlan> Cache = new();
-    private static readonly ConcurrentDictionary<string, BlockSparsePlan> ByPattern = new();
+    private static readonly LruCache<BlockSparsePlan, BlockSparsePlan> Cache = new(64, _ => 1);
+    private static readonly LruCache<string, BlockSparsePlan> ByPattern = new(64, _ => 1);
     private static readonly ConditionalWeakTable<BlockLayout, BlockSparsePlan> ByLayout = new();
     private int? hash;
+
+    /// <summary>
+    /// The most plans kept by pattern (one per built-in pattern, ctx, block size and heads) and, separately, the most kept
+    /// by content for sharing equal plans; default 64 each. Past it the least recently used are dropped (the most recent
+    /// always stays); a custom layout's plan lives as long as the layout.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    public static int CacheCapacity
+    {
+        get => (int)ByPattern.Capacity;
+        set
+        {
+            ByPattern.Capacity = value;
+            Cache.Capacity = value;
+        }
+    }
 
     /// <summary>The plan of <paramref name="layout"/>; an equal plan built earlier is returned instead of a new one.</summary>
     /// <remarks>
     /// Evaluating element masks is the slow part (one predicate call per element of every enabled block), so a
-    /// built-in pattern's plan is built once per (pattern, ctx, block, heads), and a custom layout's once per instance.
+    /// built-in pattern's plan is built once per (pattern, ctx, block, heads) while it stays among the
+    /// <see cref="CacheCapacity"/> most recently used, and a custom layout's once per instance.
     /// </remarks>
     public static BlockSparsePlan For(BlockLayout layout)
     {
@@ -45,7 +62,7 @@ public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
     private static BlockSparsePlan Build(BlockLayout layout)
     {
         var plan = new BlockSparsePlan(layout);
-        return Cache.GetOrAdd(plan, plan);
+        return Cache.GetOrAdd(plan, built => built);
     }
 
     private int ContentHash()
