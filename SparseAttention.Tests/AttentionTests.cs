@@ -50,7 +50,7 @@ public sealed class TapeMemoryTests
         var (values, _) = TestData.Values<float>(random, shape.Elements);
         using var x = DeviceTensor<float>.FromSpan(device, values, 1, 64, 16);
 
-        // A first call uploads the plan, which stays on the device for its lifetime.
+        // A first call uploads the plan, which stays on the device while it is within ComputeDevice.PlanCacheBytes.
         BlockSparseAttention.Compute(x, x, x, 1, AttentionPattern.Strided(4), 16).Dispose();
         var inputs = device.AllocatedBytes;
         using (var tape = new Tape())

@@ -18,8 +18,6 @@ public sealed class PlannerTests
         CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.RowBlocks);
         CollectionAssert.AreEqual(new[] { 0, 2, 2, 3 }, plan.ColumnOffsets);
         CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.ColumnBlocks);
-        Assert.AreEqual(2, plan.MaxBlocksPerRow);
-        Assert.AreEqual(2, plan.MaxBlocksPerColumn);
         CollectionAssert.AreEqual(new[] { 1, 1, 1 }, plan.BlockIsFull, "no predicate: whole blocks");
         Assert.IsTrue(plan.Masks.All(word => word == uint.MaxValue));
     }

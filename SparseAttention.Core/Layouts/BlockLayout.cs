@@ -45,9 +45,6 @@ public sealed partial class BlockLayout
     /// <summary>Identifies a built-in pattern's layout completely (null for custom layouts), so plans can be cached by it.</summary>
     internal string? PatternKey => Name == "custom" ? null : $"{Name}/{Ctx}/{BlockSize}/{Heads}";
 
-    /// <summary>Fraction of the full <c>ctx x ctx</c> score matrix covered by enabled blocks.</summary>
-    public double BlockDensity => (double)BlocksPerHead / ((long)BlockCount * BlockCount);
-
     /// <summary>Whether query block <paramref name="row"/> attends to key block <paramref name="column"/> in <paramref name="head"/>.</summary>
     public bool IsBlockEnabled(int head, int row, int column) =>
         enabled[((LayoutHead(head) * BlockCount) + row) * BlockCount + column];

@@ -17,7 +17,7 @@ namespace SparseAttention.Planning;
 /// </list>
 /// Worked example, nb = 3, one head, layout rows <c>{0}</c>, <c>{}</c>, <c>{0, 2}</c> (block row 1 empty, column 1 empty):
 /// blocks are b0 = (0,0), b1 = (2,0), b2 = (2,2); <c>RowOffsets = [0, 1, 1, 3]</c>, <c>RowBlocks = [0, 1, 2]</c>;
-/// <c>ColumnOffsets = [0, 2, 2, 3]</c>, <c>ColumnBlocks = [0, 1, 2]</c>; <c>MaxBlocksPerRow = 2</c>, <c>MaxBlocksPerColumn = 2</c>.
+/// <c>ColumnOffsets = [0, 2, 2, 3]</c>, <c>ColumnBlocks = [0, 1, 2]</c>.
 /// </remarks>
 public sealed partial class BlockSparsePlan
 {
@@ -42,10 +42,7 @@ public sealed partial class BlockSparsePlan
         BlockIsFull = new int[LayoutHeads * nnz];
 
         // Heads fill disjoint parts of the tables; a per-head layout at long ctx evaluates billions of mask elements.
-        var maxima = new (int Row, int Column)[LayoutHeads];
-        Parallel.For(0, LayoutHeads, lh => maxima[lh] = FillHead(layout, lh));
-        MaxBlocksPerRow = maxima.Max(m => m.Row);
-        MaxBlocksPerColumn = maxima.Max(m => m.Column);
+        Parallel.For(0, LayoutHeads, lh => FillHead(layout, lh));
     }
 
     /// <summary>Block edge in tokens.</summary>
@@ -96,12 +93,6 @@ public sealed partial class BlockSparsePlan
     /// <summary>1 where a block's mask is all ones.</summary>
     public int[] BlockIsFull { get; }
 
-    /// <summary>Most blocks in any block row.</summary>
-    public int MaxBlocksPerRow { get; }
-
-    /// <summary>Most blocks in any block column.</summary>
-    public int MaxBlocksPerColumn { get; }
-
     /// <summary>Bytes the plan's tables take on a device.</summary>
     public long SizeInBytes => 4L * (BlockRows.Length + BlockColumns.Length + RowOffsets.Length + RowBlocks.Length
         + ColumnOffsets.Length + ColumnBlocks.Length + Masks.Length + BlockIsFull.Length);
@@ -113,7 +104,7 @@ public sealed partial class BlockSparsePlan
         return (Masks[(layoutHead * BlocksPerHead + block) * WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
     }
 
-    private (int Row, int Column) FillHead(BlockLayout layout, int lh)
+    private void FillHead(BlockLayout layout, int lh)
     {
         int nb = BlockCount, nnz = BlocksPerHead, bs = BlockSize, baseBlock = lh * nnz;
         var b = 0;
@@ -157,7 +148,6 @@ public sealed partial class BlockSparsePlan
 
         FillCsr(lh, rowCounts, RowOffsets, RowBlocks, b => BlockRows[baseBlock + b]);
         FillCsr(lh, columnCounts, ColumnOffsets, ColumnBlocks, b => BlockColumns[baseBlock + b]);
-        return (rowCounts.DefaultIfEmpty().Max(), columnCounts.DefaultIfEmpty().Max());
     }
 
     // Blocks are visited in row-major order, so bucketing by row keeps column order and bucketing by column keeps row order.

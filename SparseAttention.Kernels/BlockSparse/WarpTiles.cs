@@ -5,7 +5,7 @@ namespace SparseAttention.Kernels.BlockSparse;
 
 /// <summary>
 /// Where one warp of an SDD tensor-core kernel works: a 16x16 tile of one enabled block, lane <c>(g, t)</c> owning
-/// outputs (g, 2t..2t+1) and (g+8, 2t..2t+1) of the two 16x8 halves. Shared by the 16-bit and TF32 kernels.
+/// outputs (g, 2t..2t+1) and (g+8, 2t..2t+1) of the two 16x8 halves. Used by the TF32 kernel; the 16-bit kernels stage through shared memory.
 /// </summary>
 internal readonly struct SddWarpTile
 {
@@ -62,7 +62,7 @@ internal readonly struct SddWarpTile
 
 /// <summary>
 /// Where one warp of a DSD tensor-core kernel works: 16 output rows by 16 features, summing the blocks of one LUT
-/// row (plain) or column (transposed). Shared by the 16-bit and TF32 kernels.
+/// row (plain) or column (transposed). Used by the TF32 kernel; the 16-bit kernels stage through shared memory.
 /// </summary>
 internal readonly struct DsdWarpTile
 {
