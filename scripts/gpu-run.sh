@@ -23,7 +23,12 @@ if has tests; then
   timeout 60 "$app/SparseAttention.Cli" demo >"$OUT/demo.log" 2>&1; echo "demo exit $?"; cat "$OUT/demo.log"
 fi
 if has fingerprint; then
-  timeout 120 "$app/SparseAttention.Cli" fingerprint >"$OUT/fingerprint.txt" 2>&1; echo "fingerprint exit $?"; cat "$OUT/fingerprint.txt"
+  timeout 120 "$app/SparseAttention.Cli" fingerprint >"$OUT/fingerprint.txt" 2>&1; echo "fingerprint exit $?"
+  if grep -q H200 "$OUT/card.txt"; then
+    diff <(tail -n +2 docs/fingerprints/h200.txt) "$OUT/fingerprint.txt" && echo "fingerprint: the same bits as docs/fingerprints/h200.txt"
+  else
+    cat "$OUT/fingerprint.txt"
+  fi
 fi
 if has sanitize; then
   # The op tests on awkward layouts, and the fused kernels with autoregressAtKey, empty rows and columns, fp16 and bf16.
