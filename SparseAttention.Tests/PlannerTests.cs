@@ -12,14 +12,29 @@ public sealed class PlannerTests
         // Rows {0}, {}, {0, 2}: block row 1 and block column 1 are empty.
         var blocks = new bool[,] { { true, false, false }, { false, false, false }, { true, false, true } };
         var plan = BlockSparsePlan.For(BlockLayout.Custom(blocks, 16, 2));
-        CollectionAssert.AreEqual(new[] { 0, 2, 2 }, plan.BlockRows);
-        CollectionAssert.AreEqual(new[] { 0, 0, 2 }, plan.BlockColumns);
-        CollectionAssert.AreEqual(new[] { 0, 1, 1, 3 }, plan.RowOffsets);
-        CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.RowBlocks);
-        CollectionAssert.AreEqual(new[] { 0, 2, 2, 3 }, plan.ColumnOffsets);
-        CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.ColumnBlocks);
-        CollectionAssert.AreEqual(new[] { 1, 1, 1 }, plan.BlockIsFull, "no predicate: whole blocks");
+        CollectionAssert.AreEqual(new[] { 0, 2, 2 }, plan.BlockRows.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 0, 2 }, plan.BlockColumns.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 1, 1, 3 }, plan.RowOffsets.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.RowBlocks.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 2, 2, 3 }, plan.ColumnOffsets.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 1, 2 }, plan.ColumnBlocks.ToArray());
+        CollectionAssert.AreEqual(new[] { 1, 1, 1 }, plan.BlockIsFull.ToArray(), "no predicate: whole blocks");
         Assert.IsTrue(plan.Masks.All(word => word == uint.MaxValue));
+    }
+
+    [TestMethod]
+    public void PlanTablesCannotBeChangedAfterPlanning()
+    {
+        // Plans are shared by every call with the same layout (and cached by content): a write would corrupt them all.
+        var plan = BlockSparsePlan.For(BlockLayout.Local(64, 16, 2, 32));
+        IEnumerable<object> tables = [plan.BlockRows, plan.BlockColumns, plan.RowOffsets, plan.RowBlocks, plan.ColumnOffsets, plan.ColumnBlocks, plan.BlockIsFull];
+        foreach (var table in tables.Cast<IList<int>>())
+        {
+            Assert.IsTrue(table.IsReadOnly);
+            Assert.ThrowsExactly<NotSupportedException>(() => table[0] = 42);
+        }
+
+        Assert.ThrowsExactly<NotSupportedException>(() => ((IList<uint>)plan.Masks)[0] = 0);
     }
 
     [TestMethod]
@@ -32,13 +47,13 @@ public sealed class PlannerTests
             {
                 var from = plan.ColumnOffsets[lh * (plan.BlockCount + 1) + j];
                 var to = plan.ColumnOffsets[lh * (plan.BlockCount + 1) + j + 1];
-                var listed = plan.ColumnBlocks[from..to];
+                var listed = plan.ColumnBlocks.Skip(from).Take(to - from).ToArray();
                 var expected = Enumerable.Range(0, plan.BlocksPerHead).Where(b => plan.BlockColumns[lh * plan.BlocksPerHead + b] == j).ToArray();
                 CollectionAssert.AreEqual(expected, listed, $"head {lh} column {j}");
             }
 
             var rowEntries = Enumerable.Range(0, plan.BlockCount).SelectMany(i =>
-                plan.RowBlocks[plan.RowOffsets[lh * (plan.BlockCount + 1) + i]..plan.RowOffsets[lh * (plan.BlockCount + 1) + i + 1]]);
+                plan.RowBlocks.Skip(plan.RowOffsets[lh * (plan.BlockCount + 1) + i]).Take(plan.RowOffsets[lh * (plan.BlockCount + 1) + i + 1] - plan.RowOffsets[lh * (plan.BlockCount + 1) + i]));
             CollectionAssert.AreEqual(Enumerable.Range(0, plan.BlocksPerHead).ToArray(), rowEntries.ToArray(), "row-major numbering");
         }
     }
@@ -48,7 +63,7 @@ public sealed class PlannerTests
     {
         var plan = BlockSparsePlan.For(BlockLayout.All(32, 16, 1));
         // Blocks: b0 = (0,0), b1 = (1,0), b2 = (1,1).
-        CollectionAssert.AreEqual(new[] { 0, 1, 0 }, plan.BlockIsFull);
+        CollectionAssert.AreEqual(new[] { 0, 1, 0 }, plan.BlockIsFull.ToArray());
         Assert.AreEqual(8, plan.WordsPerBlock);
         // Row r of a 16-wide diagonal block allows columns 0..r: bits r*16 .. r*16+r.
         for (var r = 0; r < 16; r++)
@@ -78,7 +93,7 @@ public sealed class PlannerTests
             }
         }
 
-        CollectionAssert.AreEqual(new[] { 0, 0 }, plan.BlockIsFull);
+        CollectionAssert.AreEqual(new[] { 0, 0 }, plan.BlockIsFull.ToArray());
     }
 
     [TestMethod]
@@ -99,8 +114,8 @@ public sealed class PlannerTests
         var b = new bool[,] { { false, true }, { false, true } };
         var plan = BlockSparsePlan.For(BlockLayout.Custom([a, b], 16, 2));
         Assert.AreEqual(2, plan.LayoutHeads);
-        CollectionAssert.AreEqual(new[] { 0, 0, 1, 1 }, plan.BlockColumns);
-        CollectionAssert.AreEqual(new[] { 0, 2, 2, 2, 2, 4 }, plan.ColumnOffsets);
-        CollectionAssert.AreEqual(new[] { 0, 1, 0, 1 }, plan.ColumnBlocks);
+        CollectionAssert.AreEqual(new[] { 0, 0, 1, 1 }, plan.BlockColumns.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 2, 2, 2, 2, 4 }, plan.ColumnOffsets.ToArray());
+        CollectionAssert.AreEqual(new[] { 0, 1, 0, 1 }, plan.ColumnBlocks.ToArray());
     }
 }

@@ -23,10 +23,10 @@ public sealed class DevicePlan : IDisposable
     {
         this.device = device;
         Plan = plan;
-        int[][] sources = [plan.BlockRows, plan.BlockColumns, plan.RowOffsets, plan.RowBlocks, plan.ColumnOffsets, plan.ColumnBlocks, plan.BlockIsFull];
+        var (sources, maskWords) = plan.ForUpload();
         intBuffers = sources.Select(Upload).ToArray();
-        masks = device.Allocate<uint>(Math.Max(plan.Masks.Length, 1));
-        masks.View.SubView(0, plan.Masks.Length).CopyFromCPU(plan.Masks);
+        masks = device.Allocate<uint>(Math.Max(maskWords.Length, 1));
+        masks.View.SubView(0, maskWords.Length).CopyFromCPU(maskWords);
         SizeInBytes = intBuffers.Sum(buffer => buffer.LengthInBytes) + masks.LengthInBytes;
         Tables = new PlanTables
         {

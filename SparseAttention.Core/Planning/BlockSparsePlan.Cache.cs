@@ -50,8 +50,8 @@ public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
         ReferenceEquals(this, other) || (other is not null
         && BlockSize == other.BlockSize && BlockCount == other.BlockCount && Heads == other.Heads
         && LayoutHeads == other.LayoutHeads && BlocksPerHead == other.BlocksPerHead
-        && BlockRows.AsSpan().SequenceEqual(other.BlockRows) && BlockColumns.AsSpan().SequenceEqual(other.BlockColumns)
-        && Masks.AsSpan().SequenceEqual(other.Masks));
+        && blockRows.AsSpan().SequenceEqual(other.blockRows) && blockColumns.AsSpan().SequenceEqual(other.blockColumns)
+        && masks.AsSpan().SequenceEqual(other.masks));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as BlockSparsePlan);
@@ -72,8 +72,8 @@ public sealed partial class BlockSparsePlan : IEquatable<BlockSparsePlan>
         hash.Add(BlockCount);
         hash.Add(Heads);
         hash.Add(LayoutHeads);
-        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(BlockColumns.AsSpan()));
-        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Masks.AsSpan()));
+        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(blockColumns.AsSpan()));
+        hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(masks.AsSpan()));
         return hash.ToHashCode();
     }
 }

@@ -21,6 +21,15 @@ namespace SparseAttention.Planning;
 /// </remarks>
 public sealed partial class BlockSparsePlan
 {
+    private readonly int[] blockRows;
+    private readonly int[] blockColumns;
+    private readonly int[] rowOffsets;
+    private readonly int[] rowBlocks;
+    private readonly int[] columnOffsets;
+    private readonly int[] columnBlocks;
+    private readonly uint[] masks;
+    private readonly int[] blockIsFull;
+
     private BlockSparsePlan(BlockLayout layout)
     {
         BlockSize = layout.BlockSize;
@@ -32,14 +41,22 @@ public sealed partial class BlockSparsePlan
         Name = layout.Name;
 
         int nb = BlockCount, nnz = BlocksPerHead;
-        BlockRows = new int[LayoutHeads * nnz];
-        BlockColumns = new int[LayoutHeads * nnz];
-        RowOffsets = new int[LayoutHeads * (nb + 1)];
-        RowBlocks = new int[LayoutHeads * nnz];
-        ColumnOffsets = new int[LayoutHeads * (nb + 1)];
-        ColumnBlocks = new int[LayoutHeads * nnz];
-        Masks = new uint[LayoutHeads * nnz * WordsPerBlock];
-        BlockIsFull = new int[LayoutHeads * nnz];
+        blockRows = new int[LayoutHeads * nnz];
+        blockColumns = new int[LayoutHeads * nnz];
+        rowOffsets = new int[LayoutHeads * (nb + 1)];
+        rowBlocks = new int[LayoutHeads * nnz];
+        columnOffsets = new int[LayoutHeads * (nb + 1)];
+        columnBlocks = new int[LayoutHeads * nnz];
+        masks = new uint[LayoutHeads * nnz * WordsPerBlock];
+        blockIsFull = new int[LayoutHeads * nnz];
+        BlockRows = Array.AsReadOnly(blockRows);
+        BlockColumns = Array.AsReadOnly(blockColumns);
+        RowOffsets = Array.AsReadOnly(rowOffsets);
+        RowBlocks = Array.AsReadOnly(rowBlocks);
+        ColumnOffsets = Array.AsReadOnly(columnOffsets);
+        ColumnBlocks = Array.AsReadOnly(columnBlocks);
+        Masks = Array.AsReadOnly(masks);
+        BlockIsFull = Array.AsReadOnly(blockIsFull);
 
         // Heads fill disjoint parts of the tables; a per-head layout at long ctx evaluates billions of mask elements.
         Parallel.For(0, LayoutHeads, lh => FillHead(layout, lh));
@@ -70,38 +87,41 @@ public sealed partial class BlockSparsePlan
     public string Name { get; }
 
     /// <summary>Block row of each block, row-major numbering, per layout head.</summary>
-    public int[] BlockRows { get; }
+    public IReadOnlyList<int> BlockRows { get; }
 
     /// <summary>Block column of each block, per layout head.</summary>
-    public int[] BlockColumns { get; }
+    public IReadOnlyList<int> BlockColumns { get; }
 
     /// <summary>CSR offsets into <see cref="RowBlocks"/>, <c>nb + 1</c> per layout head, absolute.</summary>
-    public int[] RowOffsets { get; }
+    public IReadOnlyList<int> RowOffsets { get; }
 
     /// <summary>Block numbers of each block row, ordered by column.</summary>
-    public int[] RowBlocks { get; }
+    public IReadOnlyList<int> RowBlocks { get; }
 
     /// <summary>CSR offsets into <see cref="ColumnBlocks"/>, <c>nb + 1</c> per layout head, absolute.</summary>
-    public int[] ColumnOffsets { get; }
+    public IReadOnlyList<int> ColumnOffsets { get; }
 
     /// <summary>Block numbers of each block column, ordered by row.</summary>
-    public int[] ColumnBlocks { get; }
+    public IReadOnlyList<int> ColumnBlocks { get; }
 
     /// <summary>Element bit masks, <see cref="WordsPerBlock"/> words per block.</summary>
-    public uint[] Masks { get; }
+    public IReadOnlyList<uint> Masks { get; }
 
     /// <summary>1 where a block's mask is all ones.</summary>
-    public int[] BlockIsFull { get; }
+    public IReadOnlyList<int> BlockIsFull { get; }
+
+    /// <summary>The integer tables in the order the device plan uploads them, and the mask words: no copies.</summary>
+    internal (int[][] Tables, uint[] Masks) ForUpload() => ([blockRows, blockColumns, rowOffsets, rowBlocks, columnOffsets, columnBlocks, blockIsFull], masks);
 
     /// <summary>Bytes the plan's tables take on a device.</summary>
-    public long SizeInBytes => 4L * (BlockRows.Length + BlockColumns.Length + RowOffsets.Length + RowBlocks.Length
-        + ColumnOffsets.Length + ColumnBlocks.Length + Masks.Length + BlockIsFull.Length);
+    public long SizeInBytes => 4L * (blockRows.Length + blockColumns.Length + rowOffsets.Length + rowBlocks.Length
+        + columnOffsets.Length + columnBlocks.Length + masks.Length + blockIsFull.Length);
 
     /// <summary>Whether element (r, c) of block <paramref name="block"/> of <paramref name="layoutHead"/> is allowed.</summary>
     public bool IsElementAllowed(int layoutHead, int block, int r, int c)
     {
         var bit = r * BlockSize + c;
-        return (Masks[(layoutHead * BlocksPerHead + block) * WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
+        return (masks[(layoutHead * BlocksPerHead + block) * WordsPerBlock + (bit >> 5)] & (1u << (bit & 31))) != 0;
     }
 
     private void FillHead(BlockLayout layout, int lh)
@@ -119,8 +139,8 @@ public sealed partial class BlockSparsePlan
                     continue;
                 }
 
-                BlockRows[baseBlock + b] = i;
-                BlockColumns[baseBlock + b] = j;
+                blockRows[baseBlock + b] = i;
+                blockColumns[baseBlock + b] = j;
                 var full = true;
                 var maskBase = (baseBlock + b) * WordsPerBlock;
                 for (var r = 0; r < bs; r++)
@@ -130,7 +150,7 @@ public sealed partial class BlockSparsePlan
                         if (layout.IsElementAllowed(lh, i * bs + r, j * bs + c))
                         {
                             var bit = r * bs + c;
-                            Masks[maskBase + (bit >> 5)] |= 1u << (bit & 31);
+                            masks[maskBase + (bit >> 5)] |= 1u << (bit & 31);
                         }
                         else
                         {
@@ -139,15 +159,15 @@ public sealed partial class BlockSparsePlan
                     }
                 }
 
-                BlockIsFull[baseBlock + b] = full ? 1 : 0;
+                blockIsFull[baseBlock + b] = full ? 1 : 0;
                 rowCounts[i]++;
                 columnCounts[j]++;
                 b++;
             }
         }
 
-        FillCsr(lh, rowCounts, RowOffsets, RowBlocks, b => BlockRows[baseBlock + b]);
-        FillCsr(lh, columnCounts, ColumnOffsets, ColumnBlocks, b => BlockColumns[baseBlock + b]);
+        FillCsr(lh, rowCounts, rowOffsets, rowBlocks, b => blockRows[baseBlock + b]);
+        FillCsr(lh, columnCounts, columnOffsets, columnBlocks, b => blockColumns[baseBlock + b]);
     }
 
     // Blocks are visited in row-major order, so bucketing by row keeps column order and bucketing by column keeps row order.
