@@ -4,6 +4,7 @@ using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Caching;
 using SparseAttention.Planning;
+using SparseAttention.Selection;
 
 namespace SparseAttention.Accelerators;
 
@@ -45,6 +46,12 @@ public sealed class ComputeDevice : IDisposable
 
     /// <summary>Whether this is a CUDA GPU (else the CPU accelerator).</summary>
     public bool IsCuda => accelerator.AcceleratorType == AcceleratorType.Cuda;
+
+    /// <summary>What the kernel selector reads of this device: CUDA or not, compute capability, shared memory per group.</summary>
+    public DeviceCapability Capability => new(
+        IsCuda,
+        Accelerator is CudaAccelerator cuda && cuda.Architecture is { } architecture ? (architecture.Major * 10) + architecture.Minor : 0,
+        Accelerator.MaxSharedMemoryPerGroup);
 
     /// <summary>A human-readable description such as <c>CUDA: NVIDIA H100 80GB HBM3</c>.</summary>
     public string Name => $"{(IsCuda ? "CUDA" : "CPU")}: {accelerator.Name}";

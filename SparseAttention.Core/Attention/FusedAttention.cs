@@ -15,10 +15,6 @@ namespace SparseAttention.Attention;
 internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch)
     where T : unmanaged
 {
-    /// <summary>Whether the fused kernels cover this element type, head dim and block size.</summary>
-    public static bool Supports(int headDim, int blockSize) =>
-        (typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16)) && FlashKernels.Supports(headDim, blockSize);
-
     /// <summary>The attention output and the log-sum-exp of each row, <c>[batch, heads, ctx]</c>.</summary>
     public (DeviceTensor<T> Output, DeviceTensor<float> LogSumExp) Forward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v)
     {

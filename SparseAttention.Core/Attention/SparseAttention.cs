@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
-using SparseAttention.Accelerators;
 using SparseAttention.Autograd;
 using SparseAttention.Layouts;
 using SparseAttention.Ops;
 using SparseAttention.Planning;
+using SparseAttention.Selection;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Attention;
@@ -75,7 +75,8 @@ public static class BlockSparseAttention
         options ??= AttentionOptions.Default;
 
         // Every block is enabled; the fused kernels want bigger blocks and skip the tiles the mask empties.
-        var blockSize = ctx % FusedDenseBlock == 0 && UsesFused<T>(q.Device, q.Shape[2] / heads, FusedDenseBlock, options) ? FusedDenseBlock : DenseBlock;
+        var fused = ctx % FusedDenseBlock == 0 && KernelSelector.ForAttention<T>(q.Device.Capability, q.Shape[2] / heads, FusedDenseBlock, options) == KernelPath.Fused;
+        var blockSize = fused ? FusedDenseBlock : DenseBlock;
         var blocks = ctx / blockSize;
         var all = new bool[blocks, blocks];
         MemoryMarshal.CreateSpan(ref all[0, 0], all.Length).Fill(true);
@@ -103,39 +104,26 @@ public static class BlockSparseAttention
         BlockSparseOps.CheckDense(plan, q, nameof(q), k, nameof(k));
         BlockSparseOps.CheckDense(plan, q, nameof(q), v, nameof(v));
         CheckAutoregress(options, plan.Ctx);
-        if (!options.BFloat16Scores)
+        var headDim = q.Shape[2] / plan.Heads;
+        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
+        return KernelSelector.ForAttention<T>(q.Device.Capability, headDim, plan.BlockSize, options) switch
         {
-            return RunWith<T, T>(q, k, v, plan, options, tape);
-        }
-
-        if (typeof(T) != typeof(float))
-        {
-            Guard.Throw(nameof(options), $"BFloat16Scores is for float inputs; {typeof(T).Name} inputs keep scores in {typeof(T).Name}");
-        }
-
-        if (options.AllowTf32)
-        {
-            Guard.Throw(nameof(options), "BFloat16Scores runs on the fp32 FMA path: it cannot be combined with AllowTf32");
-        }
-
-        return RunWith<T, BFloat16>(q, k, v, plan, options, tape);
+            KernelPath.Fused => RunFused(q, k, v, plan, scale, options, tape),
+            KernelPath.FmaBf16Scores => RunUnfused<T, BFloat16>(q, k, v, plan, scale, options, allowTf32: false, tape),
+            KernelPath.Tf32 => RunUnfused<T, T>(q, k, v, plan, scale, options, allowTf32: true, tape),
+            KernelPath.TensorCores or KernelPath.Fma => RunUnfused<T, T>(q, k, v, plan, scale, options, allowTf32: false, tape),
+            var path => throw new ArgumentOutOfRangeException(nameof(options), path, "no attention runs on this kernel path"),
+        };
     }
 
-    private static DeviceTensor<T> RunWith<T, TWeight>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, AttentionOptions options, Tape? tape)
+    private static DeviceTensor<T> RunUnfused<T, TWeight>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, float scale, AttentionOptions options, bool allowTf32, Tape? tape)
         where T : unmanaged
         where TWeight : unmanaged
     {
-        var headDim = q.Shape[2] / plan.Heads;
-        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
-        if (UsesFused<T>(q.Device, headDim, plan.BlockSize, options))
-        {
-            return RunFused(q, k, v, plan, scale, options, tape);
-        }
-
-        var step = new AttentionStep<T, TWeight>(plan, scale, options.AutoregressAtKey, q.Shape[0], options.AllowTf32);
+        var step = new AttentionStep<T, TWeight>(plan, scale, options.AutoregressAtKey, q.Shape[0], allowTf32);
         var probabilities = step.Probabilities(q, k);
         var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-        BlockSparseOps.WeightValue(probabilities, v, plan, output, options.AllowTf32);
+        BlockSparseOps.WeightValue(probabilities, v, plan, output, allowTf32);
         if (tape is null)
         {
             probabilities.Dispose();
@@ -185,18 +173,6 @@ public static class BlockSparseAttention
             }
         }, null));
         return output;
-    }
-
-    private static bool UsesFused<T>(ComputeDevice device, int headDim, int blockSize, AttentionOptions options)
-        where T : unmanaged
-    {
-        var supported = FusedAttention<T>.Supports(headDim, blockSize);
-        if (options.Fused == true && !supported)
-        {
-            Guard.Throw(nameof(options), $"Fused needs Half or BFloat16 inputs, head dim 32, 64 or 128 and block size 32, 64 or 128; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}");
-        }
-
-        return options.Fused ?? (supported && device.IsCuda);
     }
 
     // On a tape, each forward permutation owns its output, the transposed q, k or v, so the tape frees it once its

@@ -82,8 +82,14 @@ public readonly struct FlashParams
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
 {
+    /// <summary>Head dims the fused kernels are specialised for (fp16/bf16 inputs).</summary>
+    public static IReadOnlyList<int> HeadDims { get; } = [32, 64, 128];
+
+    /// <summary>Block sizes the fused kernels walk.</summary>
+    public static IReadOnlyList<int> BlockSizes { get; } = [32, 64, 128];
+
     /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
-    public static bool Supports(int headDim, int blockSize) => headDim is 32 or 64 or 128 && blockSize is 32 or 64 or 128;
+    public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
     /// <summary>Writes the attention output and each row's log-sum-exp.</summary>
     public static void LaunchForward<TElement>(Accelerator accelerator, in FlashParams p)

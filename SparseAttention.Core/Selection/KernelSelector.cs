@@ -1,0 +1,60 @@
+using SparseAttention.Attention;
+using SparseAttention.Kernels.Fused;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Selection;
+
+/// <summary>
+/// The one place an attention call's kernels are chosen, from the device, the element type, head dim, block size and
+/// the caller's options. A kernel family states what it covers (<see cref="FlashKernels.Supports"/>); a family for a
+/// new GPU architecture is one more branch here, on <see cref="DeviceCapability.ComputeCapability"/>.
+/// </summary>
+public static class KernelSelector
+{
+    /// <summary>
+    /// The path for <typeparamref name="T"/> inputs: the fused kernels where asked for, or by default on CUDA where they
+    /// apply; else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options ask for what cannot run this call (named <c>options</c>).</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not float, Half or BFloat16.</exception>
+    public static KernelPath ForAttention<T>(DeviceCapability device, int headDim, int blockSize, AttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var isFloat = typeof(T) == typeof(float);
+        var isHalfWidth = typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16);
+        if (!isFloat && !isHalfWidth)
+        {
+            throw new NotSupportedException($"element type {typeof(T).Name} is not supported: use float, Half or BFloat16");
+        }
+
+        if (options.BFloat16Scores && !isFloat)
+        {
+            Guard.Throw(nameof(options), $"BFloat16Scores is for float inputs; {typeof(T).Name} inputs keep scores in {typeof(T).Name}");
+        }
+
+        if (options.BFloat16Scores && options.AllowTf32)
+        {
+            Guard.Throw(nameof(options), "BFloat16Scores runs on the fp32 FMA path: it cannot be combined with AllowTf32");
+        }
+
+        var fusedCovers = isHalfWidth && FlashKernels.Supports(headDim, blockSize);
+        if (options.Fused == true && !fusedCovers)
+        {
+            Guard.Throw(nameof(options), $"Fused needs Half or BFloat16 inputs, head dim {Listed(FlashKernels.HeadDims)} and block size {Listed(FlashKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}");
+        }
+
+        if (options.Fused ?? (fusedCovers && device.IsCuda))
+        {
+            return KernelPath.Fused;
+        }
+
+        if (isHalfWidth)
+        {
+            return KernelPath.TensorCores;
+        }
+
+        return options.BFloat16Scores ? KernelPath.FmaBf16Scores : options.AllowTf32 ? KernelPath.Tf32 : KernelPath.Fma;
+    }
+
+    private static string Listed(IReadOnlyList<int> values) => $"{string.Join(", ", values.Take(values.Count - 1))} or {values[^1]}";
+}

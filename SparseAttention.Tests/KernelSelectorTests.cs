@@ -1,0 +1,51 @@
+using SparseAttention.Attention;
+using SparseAttention.Selection;
+using SparseAttention.Tensors;
+
+namespace SparseAttention.Tests;
+
+/// <summary>The kernel selector as a pure function: every dtype, option and device kind, with no GPU needed.</summary>
+[TestClass]
+public sealed class KernelSelectorTests
+{
+    private static readonly DeviceCapability Cpu = new(IsCuda: false, ComputeCapability: 0, SharedMemoryPerGroup: 48 << 10);
+    private static readonly DeviceCapability Hopper = new(IsCuda: true, ComputeCapability: 90, SharedMemoryPerGroup: 48 << 10);
+
+    [TestMethod]
+    public void FusedByDefaultOnCudaWhereItApplies()
+    {
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 32, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 48, 64, AttentionOptions.Default), "head dim 48: no fused kernel");
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 64, 16, AttentionOptions.Default), "block 16: no fused kernel");
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Cpu, 64, 64, AttentionOptions.Default), "the CPU accelerator runs the ops unless asked");
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Fused = false }));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Cpu, 32, 32, new AttentionOptions { Fused = true }));
+    }
+
+    [TestMethod]
+    public void FloatInputsChooseFmaTf32OrBf16Scores()
+    {
+        foreach (var device in new[] { Cpu, Hopper })
+        {
+            Assert.AreEqual(KernelPath.Fma, KernelSelector.ForAttention<float>(device, 64, 64, AttentionOptions.Default));
+            Assert.AreEqual(KernelPath.Tf32, KernelSelector.ForAttention<float>(device, 64, 64, new AttentionOptions { AllowTf32 = true }));
+            Assert.AreEqual(KernelPath.FmaBf16Scores, KernelSelector.ForAttention<float>(device, 64, 64, new AttentionOptions { BFloat16Scores = true }));
+        }
+
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { AllowTf32 = true }), "TF32 is for float inputs");
+    }
+
+    [TestMethod]
+    public void ImpossibleRequestsNameTheOptionsAndTheRule()
+    {
+        var fused = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<float>(Hopper, 64, 64, new AttentionOptions { Fused = true }));
+        Assert.AreEqual("options", fused.ParamName);
+        StringAssert.Contains(fused.Message, "Fused needs Half or BFloat16 inputs, head dim 32, 64 or 128 and block size 32, 64 or 128; this call has Single, head dim 64, block size 64");
+        var scores = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { BFloat16Scores = true }));
+        StringAssert.Contains(scores.Message, "BFloat16Scores is for float inputs");
+        var both = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<float>(Cpu, 64, 64, new AttentionOptions { BFloat16Scores = true, AllowTf32 = true }));
+        StringAssert.Contains(both.Message, "cannot be combined with AllowTf32");
+        Assert.ThrowsExactly<NotSupportedException>(() => KernelSelector.ForAttention<double>(Cpu, 64, 64, AttentionOptions.Default));
+    }
+}
