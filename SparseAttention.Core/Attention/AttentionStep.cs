@@ -1,14 +1,14 @@
-using SparseAttention.Ops;
-using SparseAttention.Planning;
 using SparseAttention.Tensors;
+using static SparseAttention.Ops.BlockSparseOps;
 
 namespace SparseAttention.Attention;
 
 /// <summary>
-/// The unfused attention of one plan: probabilities by SDD + masked softmax, and the backward through all three ops.
-/// Block-sparse intermediates are stored as <typeparamref name="TWeight"/>: the input type, or bf16 for fp32 inputs.
+/// The unfused attention of one call: probabilities by SDD + masked softmax, and the backward through all three ops,
+/// on the ops' unchecked cores (the call was validated at its entry). Block-sparse intermediates are stored as
+/// <typeparamref name="TWeight"/>: the input type, or bf16 for fp32 inputs.
 /// </summary>
-internal sealed class AttentionStep<T, TWeight>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch, bool allowTf32)
+internal sealed class AttentionStep<T, TWeight>(AttentionCall call)
     where T : unmanaged
     where TWeight : unmanaged
 {
@@ -16,10 +16,18 @@ internal sealed class AttentionStep<T, TWeight>(BlockSparsePlan plan, float scal
     public DeviceTensor<TWeight> Probabilities(DeviceTensor<T> q, DeviceTensor<T> k)
     {
         // The softmax overwrites the scores in place: each row's warp reads an element before writing it.
-        var weights = BlockSparseOps.AllocateWeights<TWeight>(q.Device, plan, batch);
-        BlockSparseOps.QueryKey(q, k, plan, weights, allowTf32);
-        BlockSparseOps.Softmax(weights, plan, weights, scale, useMask: true, autoregressAtKey);
+        var weights = Weights(q);
+        QueryKeyCore(q, k, call.Plan, weights, call.Dims, call.AllowTf32);
+        SoftmaxCore(weights, call.Plan, weights, call.Dims, call.Scale, useMask: true, call.KernelAutoregressAtKey);
         return weights;
+    }
+
+    /// <summary>The output <c>P . v</c>.</summary>
+    public DeviceTensor<T> Output(DeviceTensor<TWeight> probabilities, DeviceTensor<T> v)
+    {
+        var output = DeviceTensor<T>.Allocate(v.Device, [.. v.Shape]);
+        DsdCore(probabilities, v, call.Plan, output, call.Dims, transposed: false, call.AllowTf32);
+        return output;
     }
 
     /// <summary>Gradients of q, k, v; recomputes P when <paramref name="saved"/> is null (the recompute scope).</summary>
@@ -29,17 +37,17 @@ internal sealed class AttentionStep<T, TWeight>(BlockSparsePlan plan, float scal
         try
         {
             var dv = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValueTransposed(probabilities, outputGrad, plan, dv, allowTf32);
+            DsdCore(probabilities, outputGrad, call.Plan, dv, call.Dims, transposed: true, call.AllowTf32);
 
             // dP = dO . V^T on the enabled blocks; the softmax gradient then overwrites it in place with dS.
-            using var scoresGrad = BlockSparseOps.AllocateWeights<TWeight>(q.Device, plan, batch);
-            BlockSparseOps.QueryKey(outputGrad, v, plan, scoresGrad, allowTf32);
-            BlockSparseOps.SoftmaxGrad(probabilities, scoresGrad, plan, scoresGrad, scale);
+            using var scoresGrad = Weights(q);
+            QueryKeyCore(outputGrad, v, call.Plan, scoresGrad, call.Dims, call.AllowTf32);
+            SoftmaxGradCore(probabilities, scoresGrad, call.Plan, scoresGrad, call.Dims, call.Scale);
 
             var dq = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValue(scoresGrad, k, plan, dq, allowTf32);
+            DsdCore(scoresGrad, k, call.Plan, dq, call.Dims, transposed: false, call.AllowTf32);
             var dk = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            BlockSparseOps.WeightValueTransposed(scoresGrad, q, plan, dk, allowTf32);
+            DsdCore(scoresGrad, q, call.Plan, dk, call.Dims, transposed: true, call.AllowTf32);
             return [dq, dk, dv];
         }
         finally
@@ -50,4 +58,6 @@ internal sealed class AttentionStep<T, TWeight>(BlockSparsePlan plan, float scal
             }
         }
     }
+
+    private DeviceTensor<TWeight> Weights(DeviceTensor<T> like) => AllocateWeights<TWeight>(like.Device, call.Plan, call.Dims.Batch);
 }

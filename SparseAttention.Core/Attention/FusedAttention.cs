@@ -2,17 +2,16 @@ using SparseAttention.Accelerators;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;
 using SparseAttention.Ops;
-using SparseAttention.Planning;
 using SparseAttention.Tensors;
 using static SparseAttention.Ops.ElementDispatch;
 
 namespace SparseAttention.Attention;
 
 /// <summary>
-/// Fused attention of one plan (FlashAttention-2 style): the forward writes the output and each row's log-sum-exp, the
+/// Fused attention of one validated call (FlashAttention-2 style): the forward writes the output and each row's log-sum-exp, the
 /// backward recomputes P tile by tile. Nothing of size <c>[blocks, block, block]</c> is ever allocated.
 /// </summary>
-internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? autoregressAtKey, int batch)
+internal sealed class FusedAttention<T>(AttentionCall call)
     where T : unmanaged
 {
     /// <summary>The attention output and the log-sum-exp of each row, <c>[batch, heads, ctx]</c>.</summary>
@@ -20,8 +19,8 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
     {
         var device = q.Device;
         var output = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
-        var logSumExp = DeviceTensor<float>.Allocate(device, batch, plan.Heads, plan.Ctx);
-        using var pinned = device.Pin(plan);
+        var logSumExp = DeviceTensor<float>.Allocate(device, call.Dims.Batch, call.Dims.Heads, call.Dims.Ctx);
+        using var pinned = device.Pin(call.Plan);
         var p = Params(q, k, v, pinned) with { ResultPairs = As<T, uint>(output), LogSumExp = logSumExp.View };
         Run(new ForwardAction(device, p));
         return (output, logSumExp);
@@ -31,11 +30,11 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
     public DeviceTensor<T>[] Backward(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output, DeviceTensor<float> logSumExp, DeviceTensor<T> outputGrad)
     {
         var device = q.Device;
-        using var delta = DeviceTensor<float>.Allocate(device, batch, plan.Heads, plan.Ctx);
+        using var delta = DeviceTensor<float>.Allocate(device, call.Dims.Batch, call.Dims.Heads, call.Dims.Ctx);
         var dq = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var dk = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var dv = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
-        using var pinned = device.Pin(plan);
+        using var pinned = device.Pin(call.Plan);
         var p = Params(q, k, v, pinned) with
         {
             OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
@@ -51,10 +50,10 @@ internal sealed class FusedAttention<T>(BlockSparsePlan plan, float scale, int? 
     {
         Query = As<T, ushort>(q), Key = As<T, ushort>(k), Value = As<T, ushort>(v),
         QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
-        Dims = new Dims { Batch = batch, Ctx = plan.Ctx, Heads = plan.Heads, HeadDim = q.Shape[2] / plan.Heads },
+        Dims = call.Dims,
         Plan = pinned.Tables,
-        Scale = scale,
-        AutoregressAtKey = autoregressAtKey ?? plan.Ctx,
+        Scale = call.Scale,
+        AutoregressAtKey = call.KernelAutoregressAtKey,
     };
 
     private readonly record struct ForwardAction(ComputeDevice Device, FlashParams Params) : IElementAction

@@ -23,18 +23,17 @@ public static class BlockSparseAttention
     {
         ArgumentNullException.ThrowIfNull(pattern);
         var ctx = CheckInputs(q, k, v, heads);
-        var layout = pattern.ToLayout(ctx, blockSize, heads);
+        var call = Describe(q, k, v, pattern.ToLayout(ctx, blockSize, heads), options ?? AttentionOptions.Default);
         if (pattern.Kind != PatternKind.Strided)
         {
-            return Run(q, k, v, layout, options ?? AttentionOptions.Default, tape);
+            return Run(q, k, v, call, tape);
         }
 
         // Strided: transpose tokens so positions L apart become neighbours, attend there, transpose back (docs/semantics.md §9).
         // autoregressAtKey speaks of natural positions; on the four built-in patterns it removes nothing (docs/semantics.md §7).
-        CheckAutoregress(options, ctx);
         var stride = pattern.AttentionLength;
         var (qt, kt, vt) = (Permute(q, stride, false, tape), Permute(k, stride, false, tape), Permute(v, stride, false, tape));
-        var transposedOutput = Run(qt, kt, vt, layout, (options ?? AttentionOptions.Default) with { AutoregressAtKey = null }, tape);
+        var transposedOutput = Run(qt, kt, vt, call with { AutoregressAtKey = null }, tape);
 
         // The fused backward reads the attention output, so it lives until the attention's backward has run.
         tape?.ReleaseWithLast(transposedOutput);
@@ -58,7 +57,7 @@ public static class BlockSparseAttention
     {
         ArgumentNullException.ThrowIfNull(layout);
         CheckInputs(q, k, v, layout.Heads);
-        return Run(q, k, v, layout, options ?? AttentionOptions.Default, tape);
+        return Run(q, k, v, Describe(q, k, v, layout, options ?? AttentionOptions.Default), tape);
     }
 
     /// <summary>
@@ -71,17 +70,7 @@ public static class BlockSparseAttention
     {
         ArgumentNullException.ThrowIfNull(mask);
         var ctx = CheckInputs(q, k, v, heads);
-        Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
-        options ??= AttentionOptions.Default;
-
-        // Every block is enabled; the fused kernels want bigger blocks and skip the tiles the mask empties.
-        var fused = ctx % FusedDenseBlock == 0 && KernelSelector.ForAttention<T>(q.Device.Capability, q.Shape[2] / heads, FusedDenseBlock, options) == KernelPath.Fused;
-        var blockSize = fused ? FusedDenseBlock : DenseBlock;
-        var blocks = ctx / blockSize;
-        var all = new bool[blocks, blocks];
-        MemoryMarshal.CreateSpan(ref all[0, 0], all.Length).Fill(true);
-
-        return Run(q, k, v, BlockLayout.Custom(all, blockSize, heads, mask), options, tape);
+        return DenseChecked(q, k, v, heads, ctx, mask, options ?? AttentionOptions.Default, tape);
     }
 
     /// <summary>Dense attention on the device with a built-in pattern's token mask, in natural token order.</summary>
@@ -91,39 +80,58 @@ public static class BlockSparseAttention
     {
         ArgumentNullException.ThrowIfNull(pattern);
         var ctx = CheckInputs(q, k, v, heads);
-        return Dense(q, k, v, heads, pattern.ToTokenMask(ctx, blockSize, heads), options, tape);
+        return DenseChecked(q, k, v, heads, ctx, pattern.ToTokenMask(ctx, blockSize, heads), options ?? AttentionOptions.Default, tape);
     }
 
     private const int DenseBlock = 16;
     private const int FusedDenseBlock = 64;
 
-    private static DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions options, Tape? tape)
+    private static DeviceTensor<T> DenseChecked<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads, int ctx, TokenMask mask, AttentionOptions options, Tape? tape)
+        where T : unmanaged
+    {
+        Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
+
+        // Every block is enabled; the fused kernels want bigger blocks and skip the tiles the mask empties.
+        var fused = ctx % FusedDenseBlock == 0 && KernelSelector.ForAttention<T>(q.Device.Capability, q.Shape[2] / heads, FusedDenseBlock, options) == KernelPath.Fused;
+        var blockSize = fused ? FusedDenseBlock : DenseBlock;
+        var blocks = ctx / blockSize;
+        var all = new bool[blocks, blocks];
+        MemoryMarshal.CreateSpan(ref all[0, 0], all.Length).Fill(true);
+        return Run(q, k, v, Describe(q, k, v, BlockLayout.Custom(all, blockSize, heads, mask), options), tape);
+    }
+
+    // The rest of the validation, once per public call (CheckInputs did shapes and devices): what depends on the plan,
+    // alignment, autoregressAtKey and the options; then the selector's choice. Nothing below checks again.
+    private static AttentionCall Describe<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions options)
         where T : unmanaged
     {
         var plan = BlockSparsePlan.For(layout);
-        BlockSparseOps.CheckDense(plan, q, nameof(q), k, nameof(k));
-        BlockSparseOps.CheckDense(plan, q, nameof(q), v, nameof(v));
+        var dims = BlockSparseOps.DenseDims(plan, q, nameof(q));
+        BlockSparseOps.RequireVectorAligned(q, nameof(q));
+        BlockSparseOps.RequireVectorAligned(k, nameof(k));
+        BlockSparseOps.RequireVectorAligned(v, nameof(v));
         CheckAutoregress(options, plan.Ctx);
-        var headDim = q.Shape[2] / plan.Heads;
-        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
-        return KernelSelector.ForAttention<T>(q.Device.Capability, headDim, plan.BlockSize, options) switch
-        {
-            KernelPath.Fused => RunFused(q, k, v, plan, scale, options, tape),
-            KernelPath.FmaBf16Scores => RunUnfused<T, BFloat16>(q, k, v, plan, scale, options, allowTf32: false, tape),
-            KernelPath.Tf32 => RunUnfused<T, T>(q, k, v, plan, scale, options, allowTf32: true, tape),
-            KernelPath.TensorCores or KernelPath.Fma => RunUnfused<T, T>(q, k, v, plan, scale, options, allowTf32: false, tape),
-            var path => throw new ArgumentOutOfRangeException(nameof(options), path, "no attention runs on this kernel path"),
-        };
+        var path = KernelSelector.ForAttention<T>(q.Device.Capability, dims.HeadDim, plan.BlockSize, options);
+        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(dims.HeadDim));
+        return new AttentionCall(plan, dims, scale, options.AutoregressAtKey, path, options.Recompute);
     }
 
-    private static DeviceTensor<T> RunUnfused<T, TWeight>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, float scale, AttentionOptions options, bool allowTf32, Tape? tape)
+    private static DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, AttentionCall call, Tape? tape)
+        where T : unmanaged => call.Path switch
+        {
+            KernelPath.Fused => RunFused(q, k, v, call, tape),
+            KernelPath.FmaBf16Scores => RunUnfused<T, BFloat16>(q, k, v, call, tape),
+            KernelPath.Tf32 or KernelPath.TensorCores or KernelPath.Fma => RunUnfused<T, T>(q, k, v, call, tape),
+            var path => throw new ArgumentOutOfRangeException(nameof(call), path, "no attention runs on this kernel path"),
+        };
+
+    private static DeviceTensor<T> RunUnfused<T, TWeight>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, AttentionCall call, Tape? tape)
         where T : unmanaged
         where TWeight : unmanaged
     {
-        var step = new AttentionStep<T, TWeight>(plan, scale, options.AutoregressAtKey, q.Shape[0], allowTf32);
+        var step = new AttentionStep<T, TWeight>(call);
         var probabilities = step.Probabilities(q, k);
-        var output = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-        BlockSparseOps.WeightValue(probabilities, v, plan, output, allowTf32);
+        var output = step.Output(probabilities, v);
         if (tape is null)
         {
             probabilities.Dispose();
@@ -131,7 +139,7 @@ public static class BlockSparseAttention
         }
 
         DeviceTensor<TWeight>? saved = probabilities;
-        if (options.Recompute)
+        if (call.Recompute)
         {
             probabilities.Dispose();
             saved = null;
@@ -141,12 +149,12 @@ public static class BlockSparseAttention
         return output;
     }
 
-    private static DeviceTensor<T> RunFused<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockSparsePlan plan, float scale, AttentionOptions options, Tape? tape)
+    private static DeviceTensor<T> RunFused<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, AttentionCall call, Tape? tape)
         where T : unmanaged
     {
-        var step = new FusedAttention<T>(plan, scale, options.AutoregressAtKey, q.Shape[0]);
+        var step = new FusedAttention<T>(call);
         var (output, logSumExp) = step.Forward(q, k, v);
-        if (tape is null || options.Recompute)
+        if (tape is null || call.Recompute)
         {
             logSumExp.Dispose();
         }
@@ -156,7 +164,7 @@ public static class BlockSparseAttention
             return output;
         }
 
-        if (!options.Recompute)
+        if (!call.Recompute)
         {
             tape.Record(new TapeEntry<T>([q, k, v], output, grad => step.Backward(q, k, v, output, logSumExp, grad), logSumExp));
             return output;

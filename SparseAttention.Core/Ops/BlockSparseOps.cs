@@ -1,4 +1,5 @@
 using SparseAttention.Accelerators;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Planning;
 using SparseAttention.Tensors;
 
@@ -25,7 +26,16 @@ public static partial class BlockSparseOps
         var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
-        var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
+        CheckWeightType<T, TWeight>(allowTf32);
+        QueryKeyCore(left, right, plan, weights, dims, allowTf32);
+    }
+
+    /// <summary>SDD on arguments a public entry has checked.</summary>
+    internal static void QueryKeyCore<T, TWeight>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<TWeight> weights, Dims dims, bool allowTf32)
+        where T : unmanaged
+        where TWeight : unmanaged
+    {
+        var bf16 = typeof(TWeight) != typeof(T);
         using var pinned = left.Device.Pin(plan);
         ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, pinned.Tables, allowTf32));
     }
@@ -72,8 +82,15 @@ public static partial class BlockSparseOps
             Layouts.TokenMasks.CheckAutoregressAtKey(key, plan.Ctx);
         }
 
+        SoftmaxCore(scores, plan, probabilities, dims, scale, useMask, autoregressAtKey ?? plan.Ctx);
+    }
+
+    /// <summary>The softmax on arguments a public entry has checked; <paramref name="autoregressAtKey"/> is ctx for none.</summary>
+    internal static void SoftmaxCore<T>(DeviceTensor<T> scores, BlockSparsePlan plan, DeviceTensor<T> probabilities, Dims dims, float scale, bool useMask, int autoregressAtKey)
+        where T : unmanaged
+    {
         using var pinned = scores.Device.Pin(plan);
-        ElementDispatch.Run<T, SoftmaxAction<T>>(new(scores, probabilities, dims, pinned.Tables, scale, useMask ? 1 : 0, autoregressAtKey ?? plan.Ctx));
+        ElementDispatch.Run<T, SoftmaxAction<T>>(new(scores, probabilities, dims, pinned.Tables, scale, useMask ? 1 : 0, autoregressAtKey));
     }
 
     /// <summary>Softmax gradient: <c>inputGrad = (outputGrad - rowsum(outputGrad * probabilities)) * probabilities * scale</c>.</summary>
@@ -89,6 +106,13 @@ public static partial class BlockSparseOps
         RequireVectorAligned(probabilities, nameof(probabilities));
         RequireVectorAligned(outputGrad, nameof(outputGrad));
         RequireVectorAligned(inputGrad, nameof(inputGrad));
+        SoftmaxGradCore(probabilities, outputGrad, plan, inputGrad, dims, scale);
+    }
+
+    /// <summary>The softmax gradient on arguments a public entry has checked.</summary>
+    internal static void SoftmaxGradCore<T>(DeviceTensor<T> probabilities, DeviceTensor<T> outputGrad, BlockSparsePlan plan, DeviceTensor<T> inputGrad, Dims dims, float scale)
+        where T : unmanaged
+    {
         using var pinned = probabilities.Device.Pin(plan);
         ElementDispatch.Run<T, SoftmaxGradAction<T>>(new(probabilities, outputGrad, inputGrad, dims, pinned.Tables, scale));
     }
@@ -109,17 +133,26 @@ public static partial class BlockSparseOps
         var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
-        var bf16 = UsesBf16Weights<T, TWeight>(allowTf32);
+        CheckWeightType<T, TWeight>(allowTf32);
+        DsdCore(weights, dense, plan, output, dims, transposed, allowTf32);
+    }
+
+    /// <summary>DSD (plain or transposed) on arguments a public entry has checked.</summary>
+    internal static void DsdCore<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, Dims dims, bool transposed, bool allowTf32)
+        where T : unmanaged
+        where TWeight : unmanaged
+    {
+        var bf16 = typeof(TWeight) != typeof(T);
         using var pinned = dense.Device.Pin(plan);
         ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, pinned.Tables, transposed ? 1 : 0, allowTf32));
     }
 
     // Weights are stored in the input type, or in bf16 for fp32 inputs (the original kept its logits in bf16).
-    private static bool UsesBf16Weights<T, TWeight>(bool allowTf32)
+    private static void CheckWeightType<T, TWeight>(bool allowTf32)
     {
         if (typeof(TWeight) == typeof(T))
         {
-            return false;
+            return;
         }
 
         if (typeof(T) != typeof(float) || typeof(TWeight) != typeof(BFloat16))
@@ -131,7 +164,5 @@ public static partial class BlockSparseOps
         {
             Guard.Throw(nameof(allowTf32), "allowTf32 needs float weights: BFloat16 weights run on the fp32 FMA path");
         }
-
-        return true;
     }
 }
