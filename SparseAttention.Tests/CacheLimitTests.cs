@@ -170,7 +170,7 @@ public sealed class CacheLimitTests
     {
         using var device = ComputeDevice.CreateCpu();
         var freed = new List<MemoryBuffer>();
-        var pool = new BufferPool(90, freed.Add);
+        var pool = new BufferPool(90, freed.AddRange);
         var a = device.Accelerator.Allocate1D<float>(10);
         var b = device.Accelerator.Allocate1D<float>(10);
         var c = device.Accelerator.Allocate1D<float>(5);

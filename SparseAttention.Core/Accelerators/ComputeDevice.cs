@@ -187,14 +187,23 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
-    /// <summary>Frees a device buffer that is no longer tracked.</summary>
+    /// <summary>Frees device buffers that are no longer tracked.</summary>
     /// <remarks>
-    /// Kernels queued earlier may still read it: wait for them here rather than count on the backend's free to.
+    /// Kernels queued earlier may still read them: wait for them here, once for the lot, rather than count on the
+    /// backend's free to.
     /// </remarks>
-    internal void Free(MemoryBuffer buffer)
+    internal void Free(IReadOnlyCollection<MemoryBuffer> buffers)
     {
+        if (buffers.Count == 0)
+        {
+            return;
+        }
+
         accelerator.Synchronize();
-        buffer.Dispose();
+        foreach (var buffer in buffers)
+        {
+            buffer.Dispose();
+        }
     }
 
     /// <summary>

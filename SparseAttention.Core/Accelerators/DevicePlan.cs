@@ -68,11 +68,8 @@ public sealed class DevicePlan : IDisposable
             disposed = true;
         }
 
-        foreach (var buffer in intBuffers.Append<MemoryBuffer>(masks))
-        {
-            device.Track(-buffer.LengthInBytes);
-            device.Free(buffer);
-        }
+        device.Track(-SizeInBytes);
+        device.Free([.. intBuffers, masks]);
     }
 
     /// <summary>Keeps the tables alive until <see cref="Unpin"/>; false when the plan was evicted meanwhile (upload it again).</summary>

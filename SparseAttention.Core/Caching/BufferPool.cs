@@ -7,8 +7,8 @@ namespace SparseAttention.Caching;
 /// past it drops the buffers released longest ago (the new one too, when it alone is larger). Thread-safe.
 /// </summary>
 /// <param name="capacity">The most bytes kept.</param>
-/// <param name="dropped">Frees a buffer the pool no longer keeps; called after the lock is released.</param>
-internal sealed class BufferPool(long capacity, Action<MemoryBuffer> dropped)
+/// <param name="dropped">Frees the buffers the pool no longer keeps, all those of one call together; called after the lock is released.</param>
+internal sealed class BufferPool(long capacity, Action<IReadOnlyCollection<MemoryBuffer>> dropped)
 {
     private readonly Lock gate = new();
 
@@ -33,7 +33,7 @@ internal sealed class BufferPool(long capacity, Action<MemoryBuffer> dropped)
                 removed = Trim();
             }
 
-            removed.ForEach(dropped);
+            dropped(removed);
         }
     }
 
@@ -82,7 +82,7 @@ internal sealed class BufferPool(long capacity, Action<MemoryBuffer> dropped)
             removed = Trim();
         }
 
-        removed.ForEach(dropped);
+        dropped(removed);
     }
 
     /// <summary>Drops every buffer.</summary>
@@ -97,7 +97,7 @@ internal sealed class BufferPool(long capacity, Action<MemoryBuffer> dropped)
             bytes = 0;
         }
 
-        removed.ForEach(dropped);
+        dropped(removed);
     }
 
     private static long CheckCapacity(long value)
