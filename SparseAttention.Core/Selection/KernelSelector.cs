@@ -5,8 +5,8 @@ using SparseAttention.Tensors;
 namespace SparseAttention.Selection;
 
 /// <summary>
-/// The one place an attention call's kernels are chosen, from the device, the element type, head dim, block size and
-/// the caller's options. A kernel family states what it covers (<see cref="FlashKernels.Supports"/>); a family for a
+/// The one place kernels are chosen: an attention call's from the device, the element type, head dim, block size and
+/// the caller's options; a direct block-sparse op's from its element and weight types and <c>allowTf32</c>. A kernel family states what it covers (<see cref="FlashKernels.Supports"/>); a family for a
 /// new GPU architecture is one more branch here, on <see cref="DeviceCapability.ComputeCapability"/>.
 /// </summary>
 public static class KernelSelector
