@@ -1,3 +1,5 @@
+using SparseAttention.Kernels.Common;
+
 namespace SparseAttention;
 
 /// <summary>Shape of <c>q</c>, <c>k</c>, <c>v</c> and the output: <c>[Batch, Ctx, Heads * HeadDim]</c>, row-major.</summary>
@@ -13,8 +15,11 @@ public readonly record struct AttentionShape(int Batch, int Ctx, int Heads, int 
     /// <summary>Elements of one tensor of this shape.</summary>
     public long Elements => (long)Batch * Ctx * Embedding;
 
-    /// <summary>Flat index of element (n, t, h, d): heads are split by indexing, not copying.</summary>
-    public long Index(int n, int t, int h, int d) => (((long)n * Ctx + t) * Heads + h) * HeadDim + d;
+    /// <summary>Flat index of element (n, t, h, d): heads are split by indexing, not copying (the kernels' own formula).</summary>
+    public long Index(int n, int t, int h, int d) => ToDims().Index(n, t, h, d);
+
+    /// <summary>The same sizes as the kernels take them.</summary>
+    internal Dims ToDims() => new() { Batch = Batch, Ctx = Ctx, Heads = Heads, HeadDim = HeadDim };
 
     /// <summary>Checks every dimension is positive.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A dimension is zero or negative.</exception>

@@ -16,17 +16,17 @@ internal sealed class BufferPool(long capacity, Action<IReadOnlyCollection<Memor
     // the head of its own queue, and a reuse takes the head too.
     private readonly LinkedList<(Key Key, MemoryBuffer Buffer)> order = [];
     private readonly Dictionary<Key, Queue<LinkedListNode<(Key Key, MemoryBuffer Buffer)>>> byKey = [];
-    private long capacity = CheckCapacity(capacity);
+    private readonly CacheLimit limit = new(capacity);
     private long bytes;
 
     /// <summary>The most bytes kept.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
     public long Capacity
     {
-        get => Interlocked.Read(ref capacity);
+        get => limit.Value;
         set
         {
-            Interlocked.Exchange(ref capacity, CheckCapacity(value));
+            limit.Value = value;
             List<MemoryBuffer> removed;
             lock (gate)
             {
@@ -100,16 +100,10 @@ internal sealed class BufferPool(long capacity, Action<IReadOnlyCollection<Memor
         dropped(removed);
     }
 
-    private static long CheckCapacity(long value)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(value);
-        return value;
-    }
-
     private List<MemoryBuffer> Trim()
     {
         var removed = new List<MemoryBuffer>();
-        while (bytes > Interlocked.Read(ref capacity))
+        while (bytes > limit.Value)
         {
             var oldest = order.First!;
             Unlink(oldest);

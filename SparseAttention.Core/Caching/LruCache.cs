@@ -18,17 +18,17 @@ internal sealed class LruCache<TKey, TValue>(long capacity, Func<TValue, long> w
 
     // Least recently used first.
     private readonly LinkedList<(TKey Key, TValue Value)> order = [];
-    private long capacity = CheckCapacity(capacity);
+    private readonly CacheLimit limit = new(capacity);
     private long weight;
 
     /// <summary>The most total weight kept.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
     public long Capacity
     {
-        get => Interlocked.Read(ref capacity);
+        get => limit.Value;
         set
         {
-            Interlocked.Exchange(ref capacity, CheckCapacity(value));
+            limit.Value = value;
             List<TValue> removed;
             lock (gate)
             {
@@ -99,12 +99,6 @@ internal sealed class LruCache<TKey, TValue>(long capacity, Func<TValue, long> w
         Notify(removed);
     }
 
-    private static long CheckCapacity(long value)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(value);
-        return value;
-    }
-
     private bool TryUse(TKey key, out TValue value)
     {
         if (!index.TryGetValue(key, out var node))
@@ -122,7 +116,7 @@ internal sealed class LruCache<TKey, TValue>(long capacity, Func<TValue, long> w
     private List<TValue> Trim()
     {
         var removed = new List<TValue>();
-        while (weight > Interlocked.Read(ref capacity) && order.First != order.Last)
+        while (weight > limit.Value && order.First != order.Last)
         {
             var (key, value) = order.First!.Value;
             order.RemoveFirst();

@@ -81,7 +81,7 @@ public static partial class BlockSparseOps
             Layouts.TokenMasks.CheckAutoregressAtKey(key, plan.Ctx);
         }
 
-        SoftmaxCore(scores, plan, probabilities, dims, scale, useMask, autoregressAtKey ?? plan.Ctx);
+        SoftmaxCore(scores, plan, probabilities, dims, scale, useMask, plan.KernelAutoregressAtKey(autoregressAtKey));
     }
 
     /// <summary>The softmax on arguments a public entry has checked; <paramref name="autoregressAtKey"/> is ctx for none.</summary>

@@ -71,6 +71,9 @@ public sealed partial class BlockSparsePlan
     /// <summary>Sequence length.</summary>
     public int Ctx => BlockCount * BlockSize;
 
+    /// <summary>The autoregressAtKey the kernels take for <paramref name="autoregressAtKey"/>: ctx when there is none (the rule then removes nothing).</summary>
+    internal int KernelAutoregressAtKey(int? autoregressAtKey) => autoregressAtKey ?? Ctx;
+
     /// <summary>Heads the plan serves.</summary>
     public int Heads { get; }
 

@@ -66,7 +66,7 @@ public static class BlockSparseReference
     {
         ArgumentNullException.ThrowIfNull(plan);
         var result = new double[scores.Length];
-        var p = autoregressAtKey ?? plan.Ctx;
+        var p = plan.KernelAutoregressAtKey(autoregressAtKey);
         foreach (var (n, h, lh, row, entries) in Rows(plan, shape))
         {
             var q = row;
