@@ -25,8 +25,11 @@ public readonly struct SddTensorCoreParams
     public PlanTables Plan { get; init; }
 }
 
-/// <summary>What the tensor-core SDD kernel is launched with: the caller's arguments and the launcher's run length.</summary>
-internal readonly struct SddTensorCoreLaunch
+/// <summary>
+/// What the tensor-core SDD kernel is launched with: the caller's arguments and the launcher's run length. Public because
+/// ILGPU's CPU accelerator builds its kernel task around the argument type and is refused an internal one.
+/// </summary>
+public readonly struct SddTensorCoreLaunch
 {
     /// <summary>The caller's arguments.</summary>
     public SddTensorCoreParams Params { get; init; }
