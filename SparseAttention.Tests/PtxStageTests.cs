@@ -18,17 +18,23 @@ public sealed class PtxStageTests
     [TestMethod]
     [DataRow(typeof(SddKernels), "TensorCoreKernel", new[] { typeof(Fp16) })]
     [DataRow(typeof(SoftmaxKernels), "ForwardPacked", new[] { typeof(Bf16) })]
-    [DataRow(typeof(FlashKernels), "ForwardKernel", new[] { typeof(Fp16), typeof(Features64) })]
-    public void PromoteDepotsLeavesNoLocalMemoryInIlgpuPtx(Type family, string name, Type[] arguments)
+    [DataRow(typeof(FlashKernels), "QueryGradKernel", new[] { typeof(Fp16), typeof(Features64) })]
+    public void PromoteDepotsLeavesNoLocalMemoryInIlgpuPtx(Type family, string name, Type[] arguments) =>
+        AssertPromoted(family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(arguments), $"{family.Name}.{name}");
+
+    [TestMethod]
+    public void PromoteDepotsLeavesNoLocalMemoryInTheCpAsyncForward() =>
+        AssertPromoted(FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, "FlashKernels.ForwardKernel (cp.async)");
+
+    private static void AssertPromoted(MethodInfo method, string name)
     {
         using var compiler = new OfflinePtxCompiler();
-        var method = family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(arguments);
         var ilgpu = compiler.Compile(method);
         var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
 
         // ILGPU gives each inline-asm operand a depot: if it ever stops, this stage has nothing left to do.
         var accesses = Count(ilgpu, "ld.local") + Count(ilgpu, "st.local");
-        Console.WriteLine($"{family.Name}.{name}: {Count(ilgpu, ".local .align")} depots, {accesses} loads and stores of them");
+        Console.WriteLine($"{name}: {Count(ilgpu, ".local .align")} depots, {accesses} loads and stores of them");
         Assert.IsGreaterThan(0, accesses, "ILGPU's PTX has local depots");
         Assert.AreEqual(0, Count(loaded, "__local_depot"), "every depot promoted");
         Assert.AreEqual(0, Count(loaded, ".local"), "no local memory left");

@@ -31,22 +31,16 @@ internal static class PtxCommand
             (typeof(SoftmaxKernels), "Backward", [typeof(float), typeof(Fp32)]),
             (typeof(SoftmaxKernels), "ForwardPacked", [typeof(Fp16)]),
             (typeof(SoftmaxKernels), "BackwardPacked", [typeof(Fp16)]),
-            (typeof(FlashKernels), "ForwardKernel", [typeof(Fp16), KernelType("Features64")]),
             (typeof(FlashKernels), "QueryGradKernel", [typeof(Fp16), KernelType("Features64")]),
             (typeof(FlashKernels), "KeyValueGradKernel", [typeof(Fp16), KernelType("Features64")]),
         ];
-        foreach (var (family, name, arguments) in kernels)
+        var methods = kernels.Select(k => (Method: Find(k.Family, k.Method, k.Arguments), Name: $"{k.Family.Name}.{k.Method}{string.Concat(k.Arguments.Select(a => "." + a.Name))}"))
+            .Concat(new[] { (64, 64), (128, 64), (64, 32) }.Select(c => (FlashKernels.ForwardKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.ForwardKernel.Fp16.D{c.Item1}.B{c.Item2}")));
+        foreach (var (method, name) in methods)
         {
-            var method = family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
-                ?? throw new InvalidOperationException($"{family.Name}.{name} not found");
-            if (arguments.Length > 0)
-            {
-                method = method.MakeGenericMethod(arguments);
-            }
-
             var ilgpu = compiler.Compile(method);
             var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
-            var file = Path.Combine(folder, $"{family.Name}.{name}{string.Concat(arguments.Select(a => "." + a.Name))}.ptx");
+            var file = Path.Combine(folder, $"{name}.ptx");
             File.WriteAllText(file, loaded);
             var mma = loaded.Split("mma.sync").Length - 1;
             int Depots(string ptx) => ptx.Split("__local_depot").Length - 1;
@@ -54,6 +48,13 @@ internal static class PtxCommand
         }
 
         return 0;
+    }
+
+    private static MethodInfo Find(Type family, string name, Type[] arguments)
+    {
+        var method = family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
+            ?? throw new InvalidOperationException($"{family.Name}.{name} not found");
+        return arguments.Length > 0 ? method.MakeGenericMethod(arguments) : method;
     }
 
     // The fused kernels' register tiles are internal to the kernel assembly.

@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using SparseAttention.Accelerators;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;
@@ -23,8 +24,8 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         using var pinned = device.Pin(call.Plan);
         Run(new ForwardAction(device, new FlashForwardParams
         {
-            Problem = Problem(pinned), QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), Value = As<T, ushort>(v), ValuePairs = As<T, uint>(v),
-            OutputPairs = As<T, uint>(output), LogSumExp = logSumExp.View,
+            Problem = Problem(pinned), QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v),
+            QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputPairs = As<T, uint>(output), LogSumExp = logSumExp.View,
         }));
         return (output, logSumExp);
     }
@@ -58,6 +59,8 @@ internal sealed class FusedAttention<T>(AttentionCall call)
 
     private static void Run<TAction>(TAction action)
         where TAction : IElementAction => ElementDispatch.Run<T, TAction>(action);
+
+    private static long Address(DeviceTensor<T> tensor) => tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64();
 
     private FlashProblem Problem(PinnedPlan pinned) => new() { Dims = call.Dims, Plan = pinned.Tables, Scale = call.Scale, AutoregressAtKey = call.KernelAutoregressAtKey };
 

@@ -16,7 +16,7 @@ public static partial class FlashKernels
         ArgumentNullException.ThrowIfNull(accelerator);
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
         KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
-        var (_, dq, dkdv) = KernelsFor<TElement>(queryGrad.Problem.Dims.HeadDim);
+        var (dq, dkdv) = BackwardKernelsFor<TElement>(queryGrad.Problem.Dims.HeadDim);
         KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad.Problem), queryGrad);
         KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad.Problem), keyValueGrad);
     }

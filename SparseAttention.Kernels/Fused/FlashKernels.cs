@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using Features128 = SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Features64, SparseAttention.Kernels.Fused.Features64>;
@@ -8,9 +7,10 @@ using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.Fused;
 
-// Fused block-sparse attention (FlashAttention-2 style): the scores and probabilities of a 16x16 tile live only in a
-// warp's registers. One group per block row (forward, dQ) or block column (dK, dV) and head; one warp per 16 of its
-// tokens. The m16n8 accumulators of S are already the A fragments of P for P . V, so P never leaves the registers.
+// Fused block-sparse attention (FlashAttention-2 style): scores and probabilities live only in a warp's registers. The
+// backward: one group per block row (dQ) or block column (dK, dV) and head, one warp per 16 of its tokens, 16x16 tiles
+// (the forward's structure up to v5). The forward from v6: FlashKernels.Forward.cs. The m16n8 accumulators of S are
+// already the A fragments of P for P . V, so P never leaves the registers.
 // Softmax in base 2: x = s * scale * log2(e), P = exp2(x - lse), lse stored per row in those units.
 // Versions:
 //   v1  warps independent, fragments loaded from global memory (L1/L2), 16-key chunks, online max/sum per chunk,
@@ -20,6 +20,8 @@ namespace SparseAttention.Kernels.Fused;
 //   v3  B fragments as 4-byte pairs transposed by movmatrix instead of 2-byte loads: same speed (latency-bound).
 //   (v4 changed the permutation and the host side only; numbers in docs/benchmarks.md.)
 //   v5  lane arithmetic by shifts and masks (ILGPU writes x / 4 as an integer division): same speed within noise.
+//   v6  forward only: FlashAttention-2's structure (FlashKernels.Forward.cs): 64 query rows per group, Q in registers,
+//       K and V staged by cp.async, 64-key steps, ldmatrix; H200 dense causal D64 4.56 -> 0.95 ms.
 
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
@@ -33,81 +35,19 @@ public static partial class FlashKernels
     /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
-    /// <summary>Writes the attention output and each row's log-sum-exp.</summary>
-    public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
-        where TElement : struct, IElement<ushort>, IMmaElement
-    {
-        ArgumentNullException.ThrowIfNull(accelerator);
-        var kernel = KernelsFor<TElement>(p.Problem.Dims.HeadDim).Forward;
-        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p.Problem), p);
-    }
-
-    // The forward, dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
-    private static (Action<FlashForwardParams> Forward, Action<FlashQueryGradParams> QueryGrad, Action<FlashKeyValueGradParams> KeyValueGrad) KernelsFor<TElement>(int headDim)
+    // The dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
+    private static (Action<FlashQueryGradParams> QueryGrad, Action<FlashKeyValueGradParams> KeyValueGrad) BackwardKernelsFor<TElement>(int headDim)
         where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
         {
-            32 => (ForwardKernel<TElement, Features32>, QueryGradKernel<TElement, Features32>, KeyValueGradKernel<TElement, Features32>),
-            64 => (ForwardKernel<TElement, Features64>, QueryGradKernel<TElement, Features64>, KeyValueGradKernel<TElement, Features64>),
-            128 => (ForwardKernel<TElement, Features128>, QueryGradKernel<TElement, Features128>, KeyValueGradKernel<TElement, Features128>),
+            32 => (QueryGradKernel<TElement, Features32>, KeyValueGradKernel<TElement, Features32>),
+            64 => (QueryGradKernel<TElement, Features64>, KeyValueGradKernel<TElement, Features64>),
+            128 => (QueryGradKernel<TElement, Features128>, KeyValueGradKernel<TElement, Features128>),
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
         };
 
     // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
     private static KernelConfig Config(Accelerator accelerator, in FlashProblem p) =>
         new(new Index3D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads, 1), new Index3D(p.Plan.BlockSize / 16 * 32, 1, 1), MmaEmulation.SharedMemory(accelerator, p.Plan.BlockSize / 16));
-
-    internal static void ForwardKernel<TElement, TTiles>(FlashForwardParams p)
-        where TElement : struct, IElement<ushort>, IMmaElement
-        where TTiles : struct, IFeatureTiles
-    {
-        var problem = p.Problem;
-        var warp = new FlashWarp(problem, transposed: false);
-        int g = warp.G, t = warp.T;
-        var dims = problem.Dims;
-        var scaleLog2 = problem.Scale * Base2.Log2E;
-        var output = default(TTiles);
-        var scores = default(ScoreTile);
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
-        float maxLow = float.NegativeInfinity, maxHigh = float.NegativeInfinity, sumLow = 0f, sumHigh = 0f;
-        var queryPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
-        for (var entry = warp.Start; entry < warp.End; entry++)
-        {
-            var block = warp.Block(entry);
-            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
-            {
-                var key = block.Other + chunk;
-                if (!warp.Keeps(problem, block, chunk, out var allowed))
-                {
-                    continue;
-                }
-
-                scores.Compute<TElement>(p.QueryPairs, queryPair, p.KeyPairs, dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1, warp.EightRowPairs, dims.HeadDim);
-                scores.ScaleAndMask(scaleLog2, allowed);
-
-                // Online softmax: rescale what is summed so far whenever a row's max grows; a row still empty keeps 0.
-                float newLow = XMath.Max(maxLow, scores.MaxLow()), newHigh = XMath.Max(maxHigh, scores.MaxHigh());
-                float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
-                float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
-                scores.Exp2Minus(baseLow, baseHigh, 0f, 0f, 0f, 0f);
-                sumLow = sumLow * alphaLow + scores.PartialSumLow();
-                sumHigh = sumHigh * alphaHigh + scores.PartialSumHigh();
-                maxLow = newLow;
-                maxHigh = newHigh;
-                output.Scale(alphaLow, alphaHigh);
-                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Value, p.ValuePairs, dims.Index(warp.N, key, warp.H, 0), warp.TokenStep, 0);
-            }
-        }
-
-        sumLow = ScoreTile.QuadSum(sumLow);
-        sumHigh = ScoreTile.QuadSum(sumHigh);
-        output.Store<TElement>(p.OutputPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
-        if (t == 0)
-        {
-            p.LogSumExp[problem.RowIndex(Grid.IdxY, warp.First + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
-            p.LogSumExp[problem.RowIndex(Grid.IdxY, warp.First + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
-        }
-    }
 }
 
 /// <summary>64 features: eight m16n8 accumulators.</summary>

@@ -28,17 +28,23 @@ public readonly struct FlashForwardParams
     /// <summary>Sizes, tables, scale and decoding rule.</summary>
     public FlashProblem Problem { get; init; }
 
-    /// <summary>Queries <c>[batch, ctx, heads * headDim]</c> as element pairs.</summary>
-    public ArrayView<uint> QueryPairs { get; init; }
+    /// <summary>Queries <c>[batch, ctx, heads * headDim]</c> as 16-byte quads (the CPU accelerator's copies).</summary>
+    public ArrayView<Quad> QueryQuads { get; init; }
 
-    /// <summary>Keys as element pairs.</summary>
-    public ArrayView<uint> KeyPairs { get; init; }
+    /// <summary>Keys as quads.</summary>
+    public ArrayView<Quad> KeyQuads { get; init; }
 
-    /// <summary>Values as elements.</summary>
-    public ArrayView<ushort> Value { get; init; }
+    /// <summary>Values as quads.</summary>
+    public ArrayView<Quad> ValueQuads { get; init; }
 
-    /// <summary>Values as element pairs.</summary>
-    public ArrayView<uint> ValuePairs { get; init; }
+    /// <summary>Device address of the queries, for <c>cp.async</c>.</summary>
+    public long QueryAddress { get; init; }
+
+    /// <summary>Device address of the keys.</summary>
+    public long KeyAddress { get; init; }
+
+    /// <summary>Device address of the values.</summary>
+    public long ValueAddress { get; init; }
 
     /// <summary>The attention output as element pairs.</summary>
     public ArrayView<uint> OutputPairs { get; init; }

@@ -8,8 +8,9 @@ namespace SparseAttention.Kernels.Fused;
 /// <summary>
 /// A warp's 16x16 tile of scores in registers (two m16n8 accumulators): lane (g, t) holds rows g and g+8, columns 2t,
 /// 2t+1, 8+2t, 9+2t. Bit i of an element mask: bits 0-3 are row g's four columns in that order, bits 4-7 row g+8's.
+/// The forward uses it as the 16-key leaf of its <see cref="IScoreSlab"/>.
 /// </summary>
-internal struct ScoreTile
+internal struct ScoreTile : IScoreSlab
 {
     private float s00, s01, s02, s03, s10, s11, s12, s13;
 
@@ -47,6 +48,80 @@ internal struct ScoreTile
         s13 = c13.Value;
     }
 
+    /// <inheritdoc/>
+    public readonly int Keys => 16;
+
+    /// <inheritdoc/>
+    public void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments
+    {
+        this = default;
+        query.Score<TElement>(ref this, keys, key, 0);
+    }
+
+    /// <summary>Adds A . B, B being keys 0-7 in (<paramref name="b0"/>, <paramref name="b1"/>) and keys 8-15 in (<paramref name="b2"/>, <paramref name="b3"/>).</summary>
+    public void Add<TElement>(uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, uint b2, uint b3)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
+        Ref<float> c0 = s00, c1 = s01, c2 = s02, c3 = s03;
+        MmaEmulation.Mma<TElement>(ref c0, ref c1, ref c2, ref c3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
+        s00 = c0.Value;
+        s01 = c1.Value;
+        s02 = c2.Value;
+        s03 = c3.Value;
+        y0 = b2;
+        y1 = b3;
+        c0 = s10;
+        c1 = s11;
+        c2 = s12;
+        c3 = s13;
+        MmaEmulation.Mma<TElement>(ref c0, ref c1, ref c2, ref c3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
+        s10 = c0.Value;
+        s11 = c1.Value;
+        s12 = c2.Value;
+        s13 = c3.Value;
+    }
+
+    /// <inheritdoc/>
+    public void Scale(float scale)
+    {
+        s00 *= scale;
+        s01 *= scale;
+        s02 *= scale;
+        s03 *= scale;
+        s10 *= scale;
+        s11 *= scale;
+        s12 *= scale;
+        s13 *= scale;
+    }
+
+    /// <inheritdoc/>
+    public void MaskAll() => ScaleAndMask(0f, 0);
+
+    /// <inheritdoc/>
+    public void ScaleAndMask(float scale, in SlabSite site, int offset) => ScaleAndMask(scale, site.Allowed(offset));
+
+    /// <inheritdoc/>
+    public readonly float LaneMaxLow() => XMath.Max(XMath.Max(s00, s01), XMath.Max(s10, s11));
+
+    /// <inheritdoc/>
+    public readonly float LaneMaxHigh() => XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13));
+
+    /// <inheritdoc/>
+    public void Exp2Minus(float low, float high) => Exp2Minus(low, high, 0f, 0f, 0f, 0f);
+
+    /// <inheritdoc/>
+    public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TOutput : struct, IOutputTiles
+    {
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
+        ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+        output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, 0);
+    }
+
     /// <summary>Multiplies by <paramref name="scale"/>; elements whose bit in <paramref name="allowed"/> is clear become -inf.</summary>
     public void ScaleAndMask(float scale, int allowed)
     {
@@ -61,15 +136,15 @@ internal struct ScoreTile
     }
 
     /// <summary>Row g's maximum over the whole tile (its quad of lanes).</summary>
-    public readonly float MaxLow() => QuadMax(XMath.Max(XMath.Max(s00, s01), XMath.Max(s10, s11)));
+    public readonly float MaxLow() => QuadMax(LaneMaxLow());
 
     /// <summary>Row g+8's maximum over the whole tile.</summary>
-    public readonly float MaxHigh() => QuadMax(XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13)));
+    public readonly float MaxHigh() => QuadMax(LaneMaxHigh());
 
-    /// <summary>This lane's part of row g's sum.</summary>
+    /// <inheritdoc/>
     public readonly float PartialSumLow() => s00 + s01 + s10 + s11;
 
-    /// <summary>This lane's part of row g+8's sum.</summary>
+    /// <inheritdoc/>
     public readonly float PartialSumHigh() => s02 + s03 + s12 + s13;
 
     /// <summary>

@@ -1,0 +1,53 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace SparseAttention.Kernels.Common;
+
+/// <summary>
+/// <c>cp.async</c>: 16-byte copies from global to shared memory that run while the warp computes (CUDA; elsewhere the
+/// callers copy at once, and commit and wait do nothing). Kernels
+/// using it need the loader's depot stage: with <c>cp.async</c> in a kernel ptxas keeps every inline-asm operand depot in
+/// local memory (docs/tensor-cores.md).
+/// </summary>
+internal static class AsyncCopy
+{
+    /// <summary>The global-window address of a device pointer taken on the host (<c>cvta.to.global</c>).</summary>
+    public static long ToGlobal(long address)
+    {
+        if (!CudaAsm.IsSupported)
+        {
+            return address;
+        }
+
+        Output<long> global = default;
+        Input<long> generic = address;
+        CudaAsm.EmitRef("cvta.to.global.u64 %0, %1;", ref global, ref generic);
+        return global.Value;
+    }
+
+    /// <summary>Starts copying 16 bytes at global address <paramref name="source"/> to shared address <paramref name="target"/>.</summary>
+    public static void Copy16(uint target, long source)
+    {
+        Input<uint> shared = target;
+        Input<long> global = source;
+        CudaAsm.EmitRef("cp.async.cg.shared.global [%0], [%1], 16;", ref shared, ref global);
+    }
+
+    /// <summary>Closes the copies started since the last commit into one group that <see cref="WaitAll"/> waits for.</summary>
+    public static void Commit()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("cp.async.commit_group;");
+        }
+    }
+
+    /// <summary>Waits until every copy this thread committed has landed; a group barrier then makes them visible to all.</summary>
+    public static void WaitAll()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("cp.async.wait_group 0;");
+        }
+    }
+}

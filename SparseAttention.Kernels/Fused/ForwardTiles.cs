@@ -1,0 +1,313 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
+
+namespace SparseAttention.Kernels.Fused;
+
+// Register tiles of the forward (v6). ILGPU has no register arrays and does not unroll loops, so each width is a
+// nesting of pairs that the compiler inlines into straight-line code over plain fields.
+
+/// <summary>A warp's Q fragments for 16 rows, held in registers for the whole key walk.</summary>
+internal interface IQueryFragments
+{
+    /// <summary>Features covered.</summary>
+    int Features { get; }
+
+    /// <summary>Reads the fragments of staged rows <paramref name="row"/>..+15 from feature <paramref name="feature"/>.</summary>
+    void Load(in StagedRows rows, int row, int feature);
+
+    /// <summary>Adds Q . Kᵀ over these features to <paramref name="tile"/>, K being staged rows <paramref name="key"/>..+15.</summary>
+    void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement;
+}
+
+/// <summary>Q fragments of 16 features: one mma A operand.</summary>
+internal struct QueryChunk : IQueryFragments
+{
+    private uint a0, a1, a2, a3;
+
+    /// <inheritdoc/>
+    public readonly int Features => 16;
+
+    /// <inheritdoc/>
+    public void Load(in StagedRows rows, int row, int feature) => rows.RowFragment(row, feature, out a0, out a1, out a2, out a3);
+
+    /// <inheritdoc/>
+    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        keys.ColumnFragments(key, feature, out var b0, out var b1, out var b2, out var b3);
+        tile.Add<TElement>(a0, a1, a2, a3, b0, b1, b2, b3);
+    }
+}
+
+/// <summary>Two sets of Q fragments side by side: <typeparamref name="TLow"/>'s features first.</summary>
+internal struct QueryChunks<TLow, THigh> : IQueryFragments
+    where TLow : struct, IQueryFragments
+    where THigh : struct, IQueryFragments
+{
+#pragma warning disable CS0649 // Changed only through their own methods, which the compiler does not count as assignments.
+    private TLow low;
+    private THigh high;
+#pragma warning restore CS0649
+
+    /// <inheritdoc/>
+    public readonly int Features => default(TLow).Features + default(THigh).Features;
+
+    /// <inheritdoc/>
+    public void Load(in StagedRows rows, int row, int feature)
+    {
+        low.Load(rows, row, feature);
+        high.Load(rows, row, feature + default(TLow).Features);
+    }
+
+    /// <inheritdoc/>
+    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.Score<TElement>(ref tile, keys, key, feature);
+        high.Score<TElement>(ref tile, keys, key, feature + default(TLow).Features);
+    }
+}
+
+/// <summary>Where a warp's slab sits in its block and in the sequence, for the element mask and the decoding rule.</summary>
+/// <param name="Plan">The plan's tables.</param>
+/// <param name="MaskBase">First mask word of the block.</param>
+/// <param name="IsFull">Whether the block's mask is all ones.</param>
+/// <param name="RowInBlock">The warp's first query row within the block.</param>
+/// <param name="KeyInBlock">The slab's first key within the block.</param>
+/// <param name="Query">The warp's first query.</param>
+/// <param name="Key">The slab's first key.</param>
+/// <param name="AutoregressAtKey">Keys at or after it need <c>k &lt;= q</c>.</param>
+internal readonly record struct SlabSite(PlanTables Plan, long MaskBase, bool IsFull, int RowInBlock, int KeyInBlock, int Query, int Key, int AutoregressAtKey)
+{
+    /// <summary>Which elements of the 16-key tile <paramref name="offset"/> keys into the slab this lane keeps (<see cref="ScoreTile"/>'s bit order).</summary>
+    public int Allowed(int offset) => ChunkMask.ForQueries(Plan, MaskBase, IsFull, RowInBlock, KeyInBlock + offset, Query, Key + offset, AutoregressAtKey);
+}
+
+/// <summary>A warp's scores for its 16 rows and one step of keys, in registers (m16n8 accumulators).</summary>
+internal interface IScoreSlab
+{
+    /// <summary>Keys covered.</summary>
+    int Keys { get; }
+
+    /// <summary>S = Q . Kᵀ for staged keys <paramref name="key"/>.. (the slab starts from zero).</summary>
+    void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments;
+
+    /// <summary>Multiplies every score by <paramref name="scale"/> (a full block: nothing masked).</summary>
+    void Scale(float scale);
+
+    /// <summary>Masks every score: the step adds nothing to this warp's rows.</summary>
+    void MaskAll();
+
+    /// <summary>Multiplies by <paramref name="scale"/> and sets what <paramref name="site"/> masks to -inf; <paramref name="offset"/> is this part's first key in the slab.</summary>
+    void ScaleAndMask(float scale, in SlabSite site, int offset);
+
+    /// <summary>This lane's maximum of row g.</summary>
+    float LaneMaxLow();
+
+    /// <summary>This lane's maximum of row g+8.</summary>
+    float LaneMaxHigh();
+
+    /// <summary>exp2(x - row max) in place; <paramref name="low"/> for row g, <paramref name="high"/> for g+8.</summary>
+    void Exp2Minus(float low, float high);
+
+    /// <summary>This lane's part of row g's sum.</summary>
+    float PartialSumLow();
+
+    /// <summary>This lane's part of row g+8's sum.</summary>
+    float PartialSumHigh();
+
+    /// <summary>output += P . V, P this slab rounded to the element type, V staged rows <paramref name="key"/>..</summary>
+    void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TOutput : struct, IOutputTiles;
+}
+
+/// <summary>Two slabs side by side: <typeparamref name="TLow"/>'s keys first.</summary>
+internal struct Slab<TLow, THigh> : IScoreSlab
+    where TLow : struct, IScoreSlab
+    where THigh : struct, IScoreSlab
+{
+#pragma warning disable CS0649 // Changed only through their own methods, which the compiler does not count as assignments.
+    private TLow low;
+    private THigh high;
+#pragma warning restore CS0649
+
+    /// <inheritdoc/>
+    public readonly int Keys => default(TLow).Keys + default(THigh).Keys;
+
+    /// <inheritdoc/>
+    public void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments
+    {
+        low.Compute<TElement, TQuery>(query, keys, key);
+        high.Compute<TElement, TQuery>(query, keys, key + default(TLow).Keys);
+    }
+
+    /// <inheritdoc/>
+    public void Scale(float scale)
+    {
+        low.Scale(scale);
+        high.Scale(scale);
+    }
+
+    /// <inheritdoc/>
+    public void MaskAll()
+    {
+        low.MaskAll();
+        high.MaskAll();
+    }
+
+    /// <inheritdoc/>
+    public void ScaleAndMask(float scale, in SlabSite site, int offset)
+    {
+        low.ScaleAndMask(scale, site, offset);
+        high.ScaleAndMask(scale, site, offset + default(TLow).Keys);
+    }
+
+    /// <inheritdoc/>
+    public readonly float LaneMaxLow() => ILGPU.Algorithms.XMath.Max(low.LaneMaxLow(), high.LaneMaxLow());
+
+    /// <inheritdoc/>
+    public readonly float LaneMaxHigh() => ILGPU.Algorithms.XMath.Max(low.LaneMaxHigh(), high.LaneMaxHigh());
+
+    /// <inheritdoc/>
+    public void Exp2Minus(float lowRow, float highRow)
+    {
+        low.Exp2Minus(lowRow, highRow);
+        high.Exp2Minus(lowRow, highRow);
+    }
+
+    /// <inheritdoc/>
+    public readonly float PartialSumLow() => low.PartialSumLow() + high.PartialSumLow();
+
+    /// <inheritdoc/>
+    public readonly float PartialSumHigh() => low.PartialSumHigh() + high.PartialSumHigh();
+
+    /// <inheritdoc/>
+    public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TOutput : struct, IOutputTiles
+    {
+        low.Accumulate<TElement, TOutput>(ref output, values, key);
+        high.Accumulate<TElement, TOutput>(ref output, values, key + default(TLow).Keys);
+    }
+}
+
+/// <summary>A warp's fp32 output accumulator of 16 rows, as m16n8 fragments.</summary>
+internal interface IOutputTiles
+{
+    /// <summary>Features covered.</summary>
+    int Features { get; }
+
+    /// <summary>Multiplies row g by <paramref name="low"/> and row g+8 by <paramref name="high"/>.</summary>
+    void Scale(float low, float high);
+
+    /// <summary>Adds A . V, A the 16 x 16 fragment in <paramref name="a0"/>..<paramref name="a3"/>, V staged rows <paramref name="key"/>..+15 from feature <paramref name="feature"/>.</summary>
+    void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement;
+
+    /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
+    void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement;
+}
+
+/// <summary>16 rows by 16 features: two m16n8 accumulators, filled by one <c>ldmatrix.x4.trans</c> of V per 16 keys.</summary>
+internal struct Output16 : IOutputTiles
+{
+    // Plain floats, copied into Ref locals around each mma: Ref fields made ptxas keep the tile in local memory.
+    private float c0, c1, c2, c3, d0, d1, d2, d3;
+
+    /// <inheritdoc/>
+    public readonly int Features => 16;
+
+    /// <inheritdoc/>
+    public void Scale(float low, float high)
+    {
+        c0 *= low;
+        c1 *= low;
+        c2 *= high;
+        c3 *= high;
+        d0 *= low;
+        d1 *= low;
+        d2 *= high;
+        d3 *= high;
+    }
+
+    /// <inheritdoc/>
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        values.DepthFragments(key, feature, out var v0, out var v1, out var v2, out var v3);
+        Input<uint> b0 = v0, b1 = v1;
+        Ref<float> e0 = c0, e1 = c1, e2 = c2, e3 = c3;
+        MmaEmulation.Mma<TElement>(ref e0, ref e1, ref e2, ref e3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        c0 = e0.Value;
+        c1 = e1.Value;
+        c2 = e2.Value;
+        c3 = e3.Value;
+        b0 = v2;
+        b1 = v3;
+        e0 = d0;
+        e1 = d1;
+        e2 = d2;
+        e3 = d3;
+        MmaEmulation.Mma<TElement>(ref e0, ref e1, ref e2, ref e3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        d0 = e0.Value;
+        d1 = e1.Value;
+        d2 = e2.Value;
+        d3 = e3.Value;
+    }
+
+    /// <inheritdoc/>
+    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var element = default(TElement);
+        pairs[(index + feature) >> 1] = element.Pack(c0 * low, c1 * low);
+        pairs[(index + feature + eightRows) >> 1] = element.Pack(c2 * high, c3 * high);
+        pairs[(index + feature + 8) >> 1] = element.Pack(d0 * low, d1 * low);
+        pairs[(index + feature + 8 + eightRows) >> 1] = element.Pack(d2 * high, d3 * high);
+    }
+}
+
+/// <summary>Two output accumulators side by side: <typeparamref name="TLow"/>'s features first.</summary>
+internal struct Outputs<TLow, THigh> : IOutputTiles
+    where TLow : struct, IOutputTiles
+    where THigh : struct, IOutputTiles
+{
+#pragma warning disable CS0649 // Changed only through their own methods, which the compiler does not count as assignments.
+    private TLow low;
+    private THigh high;
+#pragma warning restore CS0649
+
+    /// <inheritdoc/>
+    public readonly int Features => default(TLow).Features + default(THigh).Features;
+
+    /// <inheritdoc/>
+    public void Scale(float lowRow, float highRow)
+    {
+        low.Scale(lowRow, highRow);
+        high.Scale(lowRow, highRow);
+    }
+
+    /// <inheritdoc/>
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature);
+        high.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature + default(TLow).Features);
+    }
+
+    /// <inheritdoc/>
+    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float lowRow, float highRow, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.Store<TElement>(pairs, index, eightRows, lowRow, highRow, feature);
+        high.Store<TElement>(pairs, index, eightRows, lowRow, highRow, feature + default(TLow).Features);
+    }
+}
