@@ -18,13 +18,16 @@ public sealed class PtxStageTests
     [TestMethod]
     [DataRow(typeof(SddKernels), "TensorCoreKernel", new[] { typeof(Fp16) })]
     [DataRow(typeof(SoftmaxKernels), "ForwardPacked", new[] { typeof(Bf16) })]
-    [DataRow(typeof(FlashKernels), "QueryGradKernel", new[] { typeof(Fp16), typeof(Features64) })]
+    [DataRow(typeof(FlashKernels), "KeyValueGradKernel", new[] { typeof(Fp16), typeof(Features64) })]
     public void PromoteDepotsLeavesNoLocalMemoryInIlgpuPtx(Type family, string name, Type[] arguments) =>
         AssertPromoted(family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(arguments), $"{family.Name}.{name}");
 
     [TestMethod]
-    public void PromoteDepotsLeavesNoLocalMemoryInTheCpAsyncForward() =>
+    public void PromoteDepotsLeavesNoLocalMemoryInTheCpAsyncKernels()
+    {
         AssertPromoted(FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, "FlashKernels.ForwardKernel (cp.async)");
+        AssertPromoted(FlashKernels.QueryGradKernelFor<Bf16>(128, 32).Method, "FlashKernels.QueryGradKernel (cp.async)");
+    }
 
     private static void AssertPromoted(MethodInfo method, string name)
     {

@@ -45,8 +45,9 @@ internal sealed class FusedAttention<T>(AttentionCall call)
             new FlashDeltaParams { Dims = call.Dims, Output = As<T, ushort>(output), OutputGrad = As<T, ushort>(outputGrad), Delta = delta.View },
             new FlashQueryGradParams
             {
-                Problem = problem, QueryPairs = As<T, uint>(q), Key = As<T, ushort>(k), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
-                OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View, QueryGradPairs = As<T, uint>(dq),
+                Problem = problem, QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),
+                QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputGradAddress = Address(outputGrad),
+                LogSumExp = logSumExp.View, Delta = delta.View, QueryGradPairs = As<T, uint>(dq),
             },
             new FlashKeyValueGradParams
             {

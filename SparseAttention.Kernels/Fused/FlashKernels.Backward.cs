@@ -16,9 +16,9 @@ public static partial class FlashKernels
         ArgumentNullException.ThrowIfNull(accelerator);
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
         KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
-        var (dq, dkdv) = BackwardKernelsFor<TElement>(queryGrad.Problem.Dims.HeadDim);
-        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad.Problem), queryGrad);
-        KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad.Problem), keyValueGrad);
+        var dq = QueryGradKernelFor<TElement>(queryGrad.Problem.Dims.HeadDim, queryGrad.Problem.Plan.BlockSize);
+        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, RowGroup.Config(accelerator, queryGrad.Problem.Dims), queryGrad);
+        KernelLoader.Get(accelerator, KeyValueGradKernelFor<TElement>(keyValueGrad.Problem.Dims.HeadDim))(accelerator.DefaultStream, Config(accelerator, keyValueGrad.Problem), keyValueGrad);
     }
 
     // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.
@@ -44,48 +44,6 @@ public static partial class FlashKernels
         }
 
         p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
-    }
-
-    // dQ = scale * sum over keys of P * (dP - delta) . K, P recomputed from the log-sum-exp, dP = dO . V^T.
-    internal static void QueryGradKernel<TElement, TTiles>(FlashQueryGradParams p)
-        where TElement : struct, IElement<ushort>, IMmaElement
-        where TTiles : struct, IFeatureTiles
-    {
-        var problem = p.Problem;
-        var warp = new FlashWarp(problem, transposed: false);
-        int g = warp.G, t = warp.T;
-        var dims = problem.Dims;
-        var scaleLog2 = problem.Scale * Base2.Log2E;
-        var queryGrad = default(TTiles);
-        var scores = default(ScoreTile);
-        var scoresGrad = default(ScoreTile);
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
-        var rowLow = problem.RowIndex(Grid.IdxY, warp.First + g);
-        float lseLow = p.LogSumExp[rowLow], lseHigh = p.LogSumExp[rowLow + 8], deltaLow = p.Delta[rowLow], deltaHigh = p.Delta[rowLow + 8];
-        var rowPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
-        for (var entry = warp.Start; entry < warp.End; entry++)
-        {
-            var block = warp.Block(entry);
-            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
-            {
-                var key = block.Other + chunk;
-                if (!warp.Keeps(problem, block, chunk, out var allowed))
-                {
-                    continue;
-                }
-
-                var keyPair = dims.Index(warp.N, key + g, warp.H, 2 * t) >> 1;
-                scores.Compute<TElement>(p.QueryPairs, rowPair, p.KeyPairs, keyPair, warp.EightRowPairs, dims.HeadDim);
-                scores.ScaleAndMask(scaleLog2, allowed);
-                scores.Exp2Minus(lseLow, lseHigh, 0f, 0f, 0f, 0f);
-                scoresGrad.Compute<TElement>(p.OutputGradPairs, rowPair, p.ValuePairs, keyPair, warp.EightRowPairs, dims.HeadDim);
-                scores.SoftmaxGrad(scoresGrad, deltaLow, deltaHigh, 0f, 0f, 0f, 0f);
-                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                queryGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Key, p.KeyPairs, dims.Index(warp.N, key, warp.H, 0), warp.TokenStep, 0);
-            }
-        }
-
-        queryGrad.Store<TElement>(p.QueryGradPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, problem.Scale, problem.Scale, 0);
     }
 
     // Per key tile, transposed: P^T = exp2(K . Q^T * scale - lse), dV = sum P^T . dO, dS^T = P^T * (V . dO^T - delta),

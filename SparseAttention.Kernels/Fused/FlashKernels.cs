@@ -20,8 +20,9 @@ namespace SparseAttention.Kernels.Fused;
 //   v3  B fragments as 4-byte pairs transposed by movmatrix instead of 2-byte loads: same speed (latency-bound).
 //   (v4 changed the permutation and the host side only; numbers in docs/benchmarks.md.)
 //   v5  lane arithmetic by shifts and masks (ILGPU writes x / 4 as an integer division): same speed within noise.
-//   v6  forward only: FlashAttention-2's structure (FlashKernels.Forward.cs): 64 query rows per group, Q in registers,
-//       K and V staged by cp.async, 64-key steps, ldmatrix; H200 dense causal D64 4.56 -> 0.95 ms.
+//   v6  forward: FlashAttention-2's structure (FlashKernels.Forward.cs): 64 query rows per group, Q in registers,
+//       K and V staged by cp.async, 64-key steps, ldmatrix; H200 dense causal D64 4.56 -> 0.95 ms. dQ on the same
+//       structure (FlashKernels.QueryGrad.cs), Q and dO in registers; dK/dV still v5.
 
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
@@ -35,13 +36,13 @@ public static partial class FlashKernels
     /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
-    // The dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
-    private static (Action<FlashQueryGradParams> QueryGrad, Action<FlashKeyValueGradParams> KeyValueGrad) BackwardKernelsFor<TElement>(int headDim)
+    // The dK/dV kernel specialised for a head dim: its accumulators are register tiles of that width.
+    private static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim)
         where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
         {
-            32 => (QueryGradKernel<TElement, Features32>, KeyValueGradKernel<TElement, Features32>),
-            64 => (QueryGradKernel<TElement, Features64>, KeyValueGradKernel<TElement, Features64>),
-            128 => (QueryGradKernel<TElement, Features128>, KeyValueGradKernel<TElement, Features128>),
+            32 => KeyValueGradKernel<TElement, Features32>,
+            64 => KeyValueGradKernel<TElement, Features64>,
+            128 => KeyValueGradKernel<TElement, Features128>,
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
         };
 

@@ -120,6 +120,14 @@ internal interface IScoreSlab
     /// <summary>This lane's part of row g+8's sum.</summary>
     float PartialSumHigh();
 
+    /// <summary>
+    /// The softmax gradient in place, P becoming P * (dP - delta) with dP = dO . Vᵀ computed here one 16-key tile at a
+    /// time (no second slab of registers), V staged rows <paramref name="key"/>..; delta per row (g, g+8).
+    /// </summary>
+    void SoftmaxGrad<TElement, TQuery>(in TQuery outputGrad, in StagedRows values, int key, float deltaLow, float deltaHigh)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments;
+
     /// <summary>output += P . V, P this slab rounded to the element type, V staged rows <paramref name="key"/>..</summary>
     void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -187,6 +195,15 @@ internal struct Slab<TLow, THigh> : IScoreSlab
 
     /// <inheritdoc/>
     public readonly float PartialSumHigh() => low.PartialSumHigh() + high.PartialSumHigh();
+
+    /// <inheritdoc/>
+    public void SoftmaxGrad<TElement, TQuery>(in TQuery outputGrad, in StagedRows values, int key, float deltaLow, float deltaHigh)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments
+    {
+        low.SoftmaxGrad<TElement, TQuery>(outputGrad, values, key, deltaLow, deltaHigh);
+        high.SoftmaxGrad<TElement, TQuery>(outputGrad, values, key + default(TLow).Keys, deltaLow, deltaHigh);
+    }
 
     /// <inheritdoc/>
     public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)

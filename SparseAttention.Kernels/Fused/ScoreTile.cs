@@ -113,6 +113,16 @@ internal struct ScoreTile : IScoreSlab
     public void Exp2Minus(float low, float high) => Exp2Minus(low, high, 0f, 0f, 0f, 0f);
 
     /// <inheritdoc/>
+    public void SoftmaxGrad<TElement, TQuery>(in TQuery outputGrad, in StagedRows values, int key, float deltaLow, float deltaHigh)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments
+    {
+        var grad = default(ScoreTile);
+        grad.Compute<TElement, TQuery>(outputGrad, values, key);
+        SoftmaxGrad(grad, deltaLow, deltaHigh, 0f, 0f, 0f, 0f);
+    }
+
+    /// <inheritdoc/>
     public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IOutputTiles

@@ -1,0 +1,79 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
+using Output128 = SparseAttention.Kernels.Fused.Outputs<SparseAttention.Kernels.Fused.Output64, SparseAttention.Kernels.Fused.Output64>;
+using Output32 = SparseAttention.Kernels.Fused.Outputs<SparseAttention.Kernels.Fused.Output16, SparseAttention.Kernels.Fused.Output16>;
+using Query128 = SparseAttention.Kernels.Fused.QueryChunks<SparseAttention.Kernels.Fused.Query64, SparseAttention.Kernels.Fused.Query64>;
+using Query32 = SparseAttention.Kernels.Fused.QueryChunks<SparseAttention.Kernels.Fused.QueryChunk, SparseAttention.Kernels.Fused.QueryChunk>;
+using Slab32 = SparseAttention.Kernels.Fused.Slab<SparseAttention.Kernels.Fused.ScoreTile, SparseAttention.Kernels.Fused.ScoreTile>;
+using Slab64 = SparseAttention.Kernels.Fused.Slab<SparseAttention.Kernels.Fused.Slab<SparseAttention.Kernels.Fused.ScoreTile, SparseAttention.Kernels.Fused.ScoreTile>, SparseAttention.Kernels.Fused.Slab<SparseAttention.Kernels.Fused.ScoreTile, SparseAttention.Kernels.Fused.ScoreTile>>;
+
+namespace SparseAttention.Kernels.Fused;
+
+/// <summary>
+/// The register tiles a row-walking fused kernel (forward, dQ) is specialised for: Q-like fragments and accumulators as
+/// wide as the head dim, and a score slab of one key step (64 keys, 32 for blocks of 32).
+/// </summary>
+internal static class RowTiles
+{
+    private static readonly ConcurrentDictionary<(string, Type, int, int), Delegate> Kernels = new();
+
+    /// <summary>
+    /// The kernel method <paramref name="name"/> of <see cref="FlashKernels"/> (type parameters: element, fragments,
+    /// accumulator, slab) specialised for <paramref name="headDim"/> and <paramref name="blockSize"/>.
+    /// </summary>
+    public static Action<TParams> Specialise<TParams, TElement>(string name, int headDim, int blockSize)
+        where TParams : struct =>
+        (Action<TParams>)Kernels.GetOrAdd((name, typeof(TElement), headDim, blockSize), key =>
+        {
+            var (query, output) = headDim switch
+            {
+                32 => (typeof(Query32), typeof(Output32)),
+                64 => (typeof(Query64), typeof(Output64)),
+                128 => (typeof(Query128), typeof(Output128)),
+                _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
+            };
+            var slab = blockSize < 64 ? typeof(Slab32) : typeof(Slab64);
+            var method = typeof(FlashKernels).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
+                ?? throw new MissingMethodException(nameof(FlashKernels), name);
+            return method.MakeGenericMethod(typeof(TElement), query, output, slab).CreateDelegate<Action<TParams>>();
+        });
+}
+
+/// <summary>Q fragments of 64 features.</summary>
+internal struct Query64 : IQueryFragments
+{
+    private QueryChunks<Query32, Query32> chunks;
+
+    /// <inheritdoc/>
+    public readonly int Features => 64;
+
+    /// <inheritdoc/>
+    public void Load(in StagedRows rows, int row, int feature) => chunks.Load(rows, row, feature);
+
+    /// <inheritdoc/>
+    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement => chunks.Score<TElement>(ref tile, keys, key, feature);
+}
+
+/// <summary>Output accumulator of 64 features.</summary>
+internal struct Output64 : IOutputTiles
+{
+    private Outputs<Output32, Output32> tiles;
+
+    /// <inheritdoc/>
+    public readonly int Features => 64;
+
+    /// <inheritdoc/>
+    public void Scale(float low, float high) => tiles.Scale(low, high);
+
+    /// <inheritdoc/>
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature);
+
+    /// <inheritdoc/>
+    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.Store<TElement>(pairs, index, eightRows, low, high, feature);
+}
