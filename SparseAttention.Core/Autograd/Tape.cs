@@ -117,6 +117,19 @@ public sealed partial class Tape : IDisposable
         return output;
     }
 
+    /// <summary>
+    /// <see cref="Checkpoint{T}(Func{Tape, DeviceTensor{T}}, string?)"/> with its input passed, not captured (PyTorch's
+    /// <c>checkpoint(function, input)</c>): a variable captured in a loop would have moved on by the time backward reruns it.
+    /// </summary>
+    public DeviceTensor<T> Checkpoint<TIn, T>(DeviceTensor<TIn> input, Func<Tape, DeviceTensor<TIn>, DeviceTensor<T>> segment, string? name = null)
+        where TIn : unmanaged
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(segment);
+        return Checkpoint(tape => segment(tape, input), name);
+    }
+
     /// <summary>Releases every saved tensor of ops whose backward never ran.</summary>
     public void Dispose()
     {
