@@ -4,6 +4,10 @@ using SparseAttention.Autograd;
 using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Tensors;
+using Half = System.Half;
+
+// ILGPU reads the kernel's parameter struct through its runtime assembly.
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("ILGPURuntime")]
 
 namespace SparseAttention.Cli.Commands;
 
@@ -87,5 +91,5 @@ internal static class Fp16UserOps
         p.C[index] = default(Fp16).FromFloat(sum);
     }
 
-    private readonly record struct MatMulParams(ArrayView<ushort> A, ArrayView<ushort> B, ArrayView<ushort> C, int M, int K, int N, int ARow, int ACol, int BRow, int BCol);
+    internal readonly record struct MatMulParams(ArrayView<ushort> A, ArrayView<ushort> B, ArrayView<ushort> C, int M, int K, int N, int ARow, int ACol, int BRow, int BCol);
 }
