@@ -38,14 +38,15 @@ internal sealed class CommandLine
     {
         Console.Error.WriteLine($"""
             {problem}
-            usage: SparseAttention.Cli [demo]                        block-sparse vs dense attention on the default accelerator
-                   SparseAttention.Cli layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
-                                              [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
-                   SparseAttention.Cli bench [--section all|ops|attention|memory|recompute]   GPU benchmark (CUDA device events)
-                   SparseAttention.Cli bench --section scheduler [--layers 24] [--ctx 16384] [--heads 16] [--cpu]   tape policies: peak memory, time
-                   SparseAttention.Cli compare --bench bench.log --peers peers.log   our attention times beside peers.py's, with ratios
-                   SparseAttention.Cli ptx [--out folder]                 every kernel's PTX, compiled without a GPU
-                   SparseAttention.Cli fingerprint [--cpu]                hashes of every path's results on fixed inputs
+            usage: sparse-attention [demo]                        block-sparse vs dense attention on the default accelerator
+                   sparse-attention layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
+                                           [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
+                   sparse-attention bench [--section all|ops|attention|memory|recompute]   GPU benchmark (CUDA device events)
+                   sparse-attention bench --section scheduler [--layers 24] [--ctx 16384] [--heads 16] [--cpu]   tape policies: peak memory, time
+                   sparse-attention compare --bench bench.log --peers peers.log   our attention times beside peers.py's, with ratios
+                   sparse-attention ptx [--out folder]                 every kernel's PTX, compiled without a GPU
+                   sparse-attention fingerprint [--cpu]                hashes of every path's results on fixed inputs
+            (sparse-attention is the .NET tool SparseAttention.Cli; from a checkout: dotnet run -c Release --project SparseAttention.Cli --; in a bundle: app/SparseAttention.Cli)
             """);
         return 2;
     }

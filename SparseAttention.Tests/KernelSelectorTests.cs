@@ -48,4 +48,24 @@ public sealed class KernelSelectorTests
         StringAssert.Contains(both.Message, "cannot be combined with AllowTf32");
         Assert.ThrowsExactly<NotSupportedException>(() => KernelSelector.ForAttention<double>(Cpu, 64, 64, AttentionOptions.Default));
     }
+
+    [TestMethod]
+    public void OpsChooseByInputWeightTypeAndAllowTf32()
+    {
+        Assert.AreEqual(KernelPath.Fma, KernelSelector.ForOps<float, float>(allowTf32: false));
+        Assert.AreEqual(KernelPath.Tf32, KernelSelector.ForOps<float, float>(allowTf32: true));
+        Assert.AreEqual(KernelPath.FmaBf16Scores, KernelSelector.ForOps<float, BFloat16>(allowTf32: false));
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForOps<Half, Half>(allowTf32: false));
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForOps<BFloat16, BFloat16>(allowTf32: true), "TF32 is for float inputs");
+    }
+
+    [TestMethod]
+    public void OpsRejectWeightsThatDoNotFitTheInputs()
+    {
+        var tf32 = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForOps<float, BFloat16>(allowTf32: true));
+        Assert.AreEqual("allowTf32", tf32.ParamName);
+        var weights = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForOps<Half, BFloat16>(allowTf32: false));
+        Assert.AreEqual("weights", weights.ParamName);
+        Assert.ThrowsExactly<NotSupportedException>(() => KernelSelector.ForOps<double, double>(allowTf32: false));
+    }
 }

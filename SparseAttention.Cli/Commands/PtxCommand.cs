@@ -18,15 +18,17 @@ internal static class PtxCommand
         using var compiler = new OfflinePtxCompiler();
         (Type Family, string Method, Type[] Arguments)[] kernels =
         [
-            (typeof(SddKernels), "Kernel", [typeof(ushort), typeof(Fp16)]),
+            (typeof(SddKernels), "Kernel", [typeof(float), typeof(Fp32), typeof(float), typeof(Fp32)]),
+            (typeof(SddKernels), "Kernel", [typeof(float), typeof(Fp32), typeof(ushort), typeof(Bf16)]),
             (typeof(SddKernels), "TensorCoreKernel", [typeof(Fp16)]),
             (typeof(SddKernels), "TensorCoreKernel", [typeof(Bf16)]),
             (typeof(SddKernels), "Tf32Kernel", []),
-            (typeof(DsdKernels), "Kernel", [typeof(float), typeof(Fp32)]),
+            (typeof(DsdKernels), "Kernel", [typeof(float), typeof(Fp32), typeof(float), typeof(Fp32)]),
+            (typeof(DsdKernels), "Kernel", [typeof(float), typeof(Fp32), typeof(ushort), typeof(Bf16)]),
             (typeof(DsdKernels), "TensorCoreKernel", [typeof(Fp16)]),
             (typeof(DsdKernels), "Tf32Kernel", []),
-            (typeof(SoftmaxKernels), "Forward", [typeof(ushort), typeof(Fp16)]),
-            (typeof(SoftmaxKernels), "Backward", [typeof(ushort), typeof(Fp16)]),
+            (typeof(SoftmaxKernels), "Forward", [typeof(float), typeof(Fp32)]),
+            (typeof(SoftmaxKernels), "Backward", [typeof(float), typeof(Fp32)]),
             (typeof(SoftmaxKernels), "ForwardPacked", [typeof(Fp16)]),
             (typeof(SoftmaxKernels), "BackwardPacked", [typeof(Fp16)]),
             (typeof(FlashKernels), "ForwardKernel", [typeof(Fp16), KernelType("Features64")]),

@@ -16,9 +16,6 @@ namespace SparseAttention.Attention;
 /// <param name="Recompute">Keep only the inputs in forward and recompute in backward.</param>
 internal sealed record AttentionCall(BlockSparsePlan Plan, Dims Dims, float Scale, int? AutoregressAtKey, KernelPath Path, bool Recompute)
 {
-    /// <summary>Whether the unfused matrix products run on TF32 tensor cores.</summary>
-    public bool AllowTf32 => Path == KernelPath.Tf32;
-
     /// <summary>The autoregressAtKey the kernels take: ctx when there is none (it then removes nothing).</summary>
     public int KernelAutoregressAtKey => AutoregressAtKey ?? Plan.Ctx;
 }

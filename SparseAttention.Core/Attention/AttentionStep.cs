@@ -17,7 +17,7 @@ internal sealed class AttentionStep<T, TWeight>(AttentionCall call)
     {
         // The softmax overwrites the scores in place: each row's warp reads an element before writing it.
         var weights = Weights(q);
-        QueryKeyCore(q, k, call.Plan, weights, call.Dims, call.AllowTf32);
+        QueryKeyCore(q, k, call.Plan, weights, call.Dims, call.Path);
         SoftmaxCore(weights, call.Plan, weights, call.Dims, call.Scale, useMask: true, call.KernelAutoregressAtKey);
         return weights;
     }
@@ -26,7 +26,7 @@ internal sealed class AttentionStep<T, TWeight>(AttentionCall call)
     public DeviceTensor<T> Output(DeviceTensor<TWeight> probabilities, DeviceTensor<T> v)
     {
         var output = DeviceTensor<T>.Allocate(v.Device, [.. v.Shape]);
-        DsdCore(probabilities, v, call.Plan, output, call.Dims, transposed: false, call.AllowTf32);
+        DsdCore(probabilities, v, call.Plan, output, call.Dims, transposed: false, call.Path);
         return output;
     }
 
@@ -37,17 +37,17 @@ internal sealed class AttentionStep<T, TWeight>(AttentionCall call)
         try
         {
             var dv = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            DsdCore(probabilities, outputGrad, call.Plan, dv, call.Dims, transposed: true, call.AllowTf32);
+            DsdCore(probabilities, outputGrad, call.Plan, dv, call.Dims, transposed: true, call.Path);
 
             // dP = dO . V^T on the enabled blocks; the softmax gradient then overwrites it in place with dS.
             using var scoresGrad = Weights(q);
-            QueryKeyCore(outputGrad, v, call.Plan, scoresGrad, call.Dims, call.AllowTf32);
+            QueryKeyCore(outputGrad, v, call.Plan, scoresGrad, call.Dims, call.Path);
             SoftmaxGradCore(probabilities, scoresGrad, call.Plan, scoresGrad, call.Dims, call.Scale);
 
             var dq = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            DsdCore(scoresGrad, k, call.Plan, dq, call.Dims, transposed: false, call.AllowTf32);
+            DsdCore(scoresGrad, k, call.Plan, dq, call.Dims, transposed: false, call.Path);
             var dk = DeviceTensor<T>.Allocate(q.Device, [.. q.Shape]);
-            DsdCore(scoresGrad, q, call.Plan, dk, call.Dims, transposed: true, call.AllowTf32);
+            DsdCore(scoresGrad, q, call.Plan, dk, call.Dims, transposed: true, call.Path);
             return [dq, dk, dv];
         }
         finally

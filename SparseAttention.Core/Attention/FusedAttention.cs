@@ -21,8 +21,11 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         var output = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var logSumExp = DeviceTensor<float>.Allocate(device, call.Dims.Batch, call.Dims.Heads, call.Dims.Ctx);
         using var pinned = device.Pin(call.Plan);
-        var p = Params(q, k, v, pinned) with { ResultPairs = As<T, uint>(output), LogSumExp = logSumExp.View };
-        Run(new ForwardAction(device, p));
+        Run(new ForwardAction(device, new FlashForwardParams
+        {
+            Problem = Problem(pinned), QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), Value = As<T, ushort>(v), ValuePairs = As<T, uint>(v),
+            OutputPairs = As<T, uint>(output), LogSumExp = logSumExp.View,
+        }));
         return (output, logSumExp);
     }
 
@@ -35,28 +38,30 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         var dk = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var dv = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         using var pinned = device.Pin(call.Plan);
-        var p = Params(q, k, v, pinned) with
-        {
-            OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
-        };
-        Run(new BackwardAction(device, p with { Output = As<T, ushort>(output) }, p with { ResultPairs = As<T, uint>(dq) }, p with { ResultPairs = As<T, uint>(dk), SecondResultPairs = As<T, uint>(dv) }));
+        var problem = Problem(pinned);
+        Run(new BackwardAction(
+            device,
+            new FlashDeltaParams { Dims = call.Dims, Output = As<T, ushort>(output), OutputGrad = As<T, ushort>(outputGrad), Delta = delta.View },
+            new FlashQueryGradParams
+            {
+                Problem = problem, QueryPairs = As<T, uint>(q), Key = As<T, ushort>(k), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
+                OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View, QueryGradPairs = As<T, uint>(dq),
+            },
+            new FlashKeyValueGradParams
+            {
+                Problem = problem, Query = As<T, ushort>(q), QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
+                OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
+                KeyGradPairs = As<T, uint>(dk), ValueGradPairs = As<T, uint>(dv),
+            }));
         return [dq, dk, dv];
     }
 
     private static void Run<TAction>(TAction action)
         where TAction : IElementAction => ElementDispatch.Run<T, TAction>(action);
 
-    private FlashParams Params(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, PinnedPlan pinned) => new()
-    {
-        Query = As<T, ushort>(q), Key = As<T, ushort>(k), Value = As<T, ushort>(v),
-        QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
-        Dims = call.Dims,
-        Plan = pinned.Tables,
-        Scale = call.Scale,
-        AutoregressAtKey = call.KernelAutoregressAtKey,
-    };
+    private FlashProblem Problem(PinnedPlan pinned) => new() { Dims = call.Dims, Plan = pinned.Tables, Scale = call.Scale, AutoregressAtKey = call.KernelAutoregressAtKey };
 
-    private readonly record struct ForwardAction(ComputeDevice Device, FlashParams Params) : IElementAction
+    private readonly record struct ForwardAction(ComputeDevice Device, FlashForwardParams Params) : IElementAction
     {
         public void Run<TS, TE>()
             where TS : unmanaged
@@ -66,7 +71,7 @@ internal sealed class FusedAttention<T>(AttentionCall call)
             where TE : struct, IElement<ushort>, IMmaElement => FlashKernels.LaunchForward<TE>(Device.Accelerator, Params);
     }
 
-    private readonly record struct BackwardAction(ComputeDevice Device, FlashParams Delta, FlashParams QueryGrad, FlashParams KeyValueGrad) : IElementAction
+    private readonly record struct BackwardAction(ComputeDevice Device, FlashDeltaParams Delta, FlashQueryGradParams QueryGrad, FlashKeyValueGradParams KeyValueGrad) : IElementAction
     {
         public void Run<TS, TE>()
             where TS : unmanaged

@@ -1,6 +1,7 @@
 using SparseAttention.Accelerators;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Planning;
+using SparseAttention.Selection;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Ops;
@@ -18,7 +19,7 @@ public static partial class BlockSparseOps
     /// <param name="plan">The layout's plan.</param>
     /// <param name="weights">Destination <c>[batch, heads, blocks, block, block]</c>: of <typeparamref name="T"/>, or BFloat16 for float inputs.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores (faster, about 1e-3 relative error) instead of fp32 FMA.</param>
-    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan, or the weights' type does not fit the inputs (or <paramref name="allowTf32"/>).</exception>
     public static void QueryKey<T, TWeight>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<TWeight> weights, bool allowTf32 = false)
         where T : unmanaged
         where TWeight : unmanaged
@@ -26,18 +27,16 @@ public static partial class BlockSparseOps
         var dims = CheckDense(plan, left, nameof(left), right, nameof(right));
         CheckWeights(plan, dims, left.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
-        CheckWeightType<T, TWeight>(allowTf32);
-        QueryKeyCore(left, right, plan, weights, dims, allowTf32);
+        QueryKeyCore(left, right, plan, weights, dims, KernelSelector.ForOps<T, TWeight>(allowTf32));
     }
 
-    /// <summary>SDD on arguments a public entry has checked.</summary>
-    internal static void QueryKeyCore<T, TWeight>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<TWeight> weights, Dims dims, bool allowTf32)
+    /// <summary>SDD on arguments a public entry has checked, on the kernel of <paramref name="path"/> (the selector's).</summary>
+    internal static void QueryKeyCore<T, TWeight>(DeviceTensor<T> left, DeviceTensor<T> right, BlockSparsePlan plan, DeviceTensor<TWeight> weights, Dims dims, KernelPath path)
         where T : unmanaged
         where TWeight : unmanaged
     {
-        var bf16 = typeof(TWeight) != typeof(T);
         using var pinned = left.Device.Pin(plan);
-        ElementDispatch.Run<T, SddAction<T>>(new(left, right, bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dims, pinned.Tables, allowTf32));
+        ElementDispatch.Run<T, SddAction<T, TWeight>>(new(left, right, weights, dims, pinned.Tables, path));
     }
 
     /// <summary>DSD (<c>nn</c>): <c>output[block row i] = sum over b = (i, j) of weights[b] . dense[block j]</c>.</summary>
@@ -46,7 +45,7 @@ public static partial class BlockSparseOps
     /// <param name="plan">The layout's plan.</param>
     /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
-    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan, or the weights' type does not fit the inputs (or <paramref name="allowTf32"/>).</exception>
     public static void WeightValue<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
         where T : unmanaged
         where TWeight : unmanaged => Dsd(weights, dense, plan, output, transposed: false, allowTf32);
@@ -57,7 +56,7 @@ public static partial class BlockSparseOps
     /// <param name="plan">The layout's plan.</param>
     /// <param name="output">Destination, shaped like <paramref name="dense"/>.</param>
     /// <param name="allowTf32">fp32 only: use TF32 tensor cores instead of fp32 FMA.</param>
-    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan.</exception>
+    /// <exception cref="ArgumentException">Shapes, devices or the head dim do not fit the plan, or the weights' type does not fit the inputs (or <paramref name="allowTf32"/>).</exception>
     public static void WeightValueTransposed<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, bool allowTf32 = false)
         where T : unmanaged
         where TWeight : unmanaged => Dsd(weights, dense, plan, output, transposed: true, allowTf32);
@@ -133,36 +132,15 @@ public static partial class BlockSparseOps
         var dims = CheckDense(plan, dense, nameof(dense), output, nameof(output));
         CheckWeights(plan, dims, dense.Device, weights, nameof(weights));
         RequireVectorAligned(weights, nameof(weights));
-        CheckWeightType<T, TWeight>(allowTf32);
-        DsdCore(weights, dense, plan, output, dims, transposed, allowTf32);
+        DsdCore(weights, dense, plan, output, dims, transposed, KernelSelector.ForOps<T, TWeight>(allowTf32));
     }
 
-    /// <summary>DSD (plain or transposed) on arguments a public entry has checked.</summary>
-    internal static void DsdCore<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, Dims dims, bool transposed, bool allowTf32)
+    /// <summary>DSD (plain or transposed) on arguments a public entry has checked, on the kernel of <paramref name="path"/> (the selector's).</summary>
+    internal static void DsdCore<T, TWeight>(DeviceTensor<TWeight> weights, DeviceTensor<T> dense, BlockSparsePlan plan, DeviceTensor<T> output, Dims dims, bool transposed, KernelPath path)
         where T : unmanaged
         where TWeight : unmanaged
     {
-        var bf16 = typeof(TWeight) != typeof(T);
         using var pinned = dense.Device.Pin(plan);
-        ElementDispatch.Run<T, DsdAction<T>>(new(bf16 ? null : (DeviceTensor<T>)(object)weights, bf16 ? (DeviceTensor<BFloat16>)(object)weights : null, dense, output, dims, pinned.Tables, transposed ? 1 : 0, allowTf32));
-    }
-
-    // Weights are stored in the input type, or in bf16 for fp32 inputs (the original kept its logits in bf16).
-    private static void CheckWeightType<T, TWeight>(bool allowTf32)
-    {
-        if (typeof(TWeight) == typeof(T))
-        {
-            return;
-        }
-
-        if (typeof(T) != typeof(float) || typeof(TWeight) != typeof(BFloat16))
-        {
-            Guard.Throw("weights", $"weights of {typeof(TWeight).Name} do not fit inputs of {typeof(T).Name}: use {typeof(T).Name}, or BFloat16 for float inputs");
-        }
-
-        if (allowTf32)
-        {
-            Guard.Throw(nameof(allowTf32), "allowTf32 needs float weights: BFloat16 weights run on the fp32 FMA path");
-        }
+        ElementDispatch.Run<T, DsdAction<T, TWeight>>(new(weights, dense, output, dims, pinned.Tables, transposed ? 1 : 0, path));
     }
 }

@@ -12,7 +12,7 @@ internal interface IElementAction
         where TStorage : unmanaged
         where TElement : struct, IElement<TStorage>;
 
-    /// <summary>Runs the call for a 16-bit type with tensor cores; ops without a tensor-core kernel run the generic one.</summary>
+    /// <summary>Runs the call for 16-bit storage (Half, BFloat16), whose trait also spells mma; ops with one kernel for every type run the generic one.</summary>
     void RunTensorCore<TElement>()
         where TElement : struct, IElement<ushort>, IMmaElement => Run<ushort, TElement>();
 }

@@ -1,71 +1,94 @@
 using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Kernels.Common;
+using SparseAttention.Selection;
 using SparseAttention.Tensors;
 using static SparseAttention.Ops.ElementDispatch;
 
 namespace SparseAttention.Ops;
 
-/// <summary>SDD launch, specialised per element type; <paramref name="OutputBf16"/> replaces <paramref name="Output"/> for bf16 weights.</summary>
-internal readonly record struct SddAction<T>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<T>? Output, DeviceTensor<BFloat16>? OutputBf16, Dims Dims, PlanTables Tables, bool AllowTf32) : IElementAction
+/// <summary>SDD launch on the kernel of <paramref name="Path"/>, specialised per element type of the inputs.</summary>
+internal readonly record struct SddAction<T, TWeight>(DeviceTensor<T> Left, DeviceTensor<T> Right, DeviceTensor<TWeight> Output, Dims Dims, PlanTables Tables, KernelPath Path) : IElementAction
     where T : unmanaged
+    where TWeight : unmanaged
 {
     public void Run<TS, TE>()
         where TS : unmanaged
         where TE : struct, IElement<TS>
     {
-        if (AllowTf32 && typeof(TS) == typeof(float))
+        var accelerator = Left.Device.Accelerator;
+        switch (Path)
         {
-            SddKernels.LaunchTf32(Left.Device.Accelerator, new SddParams<float> { Left = As<T, float>(Left), Right = As<T, float>(Right), Output = As<T, float>(Output!), Dims = Dims, Plan = Tables });
-            return;
+            case KernelPath.Tf32:
+                SddKernels.LaunchTf32(accelerator, new SddTf32Params { Left = As<T, float>(Left), Right = As<T, float>(Right), Output = As<TWeight, float>(Output), Dims = Dims, Plan = Tables });
+                break;
+            case KernelPath.Fma:
+                SddKernels.Launch<TS, TE, TS, TE>(accelerator, new SddFmaParams<TS, TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<TWeight, TS>(Output), Dims = Dims, Plan = Tables });
+                break;
+            case KernelPath.FmaBf16Scores:
+                SddKernels.Launch<TS, TE, ushort, Bf16>(accelerator, new SddFmaParams<TS, ushort> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<TWeight, ushort>(Output), Dims = Dims, Plan = Tables });
+                break;
+            default:
+                throw KernelPaths.NotFor(Path, typeof(T));
         }
-
-        SddKernels.Launch<TS, TE>(Left.Device.Accelerator, new SddParams<TS>
-        {
-            Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = Output is null ? default : As<T, TS>(Output),
-            OutputBf16 = OutputBf16 is null ? default : As<BFloat16, ushort>(OutputBf16), WeightsAreBf16 = OutputBf16 is null ? 0 : 1, Dims = Dims, Plan = Tables,
-        });
     }
 
     public void RunTensorCore<TE>()
-        where TE : struct, IElement<ushort>, IMmaElement =>
-        SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddParams<ushort>
+        where TE : struct, IElement<ushort>, IMmaElement
+    {
+        if (Path != KernelPath.TensorCores)
         {
-            Left = As<T, ushort>(Left), Right = As<T, ushort>(Right), Output = As<T, ushort>(Output!),
-            LeftQuads = As<T, Quad>(Left), RightQuads = As<T, Quad>(Right), OutputQuads = As<T, Quad>(Output!), Dims = Dims, Plan = Tables,
+            throw KernelPaths.NotFor(Path, typeof(T));
+        }
+
+        SddKernels.LaunchTensorCore<TE>(Left.Device.Accelerator, new SddTensorCoreParams
+        {
+            LeftQuads = As<T, Quad>(Left), RightQuads = As<T, Quad>(Right), OutputQuads = As<TWeight, Quad>(Output), Dims = Dims, Plan = Tables,
         });
+    }
 }
 
-/// <summary>DSD launch (plain or transposed), specialised per element type; <paramref name="WeightsBf16"/> replaces <paramref name="Weights"/> for bf16 weights.</summary>
-internal readonly record struct DsdAction<T>(DeviceTensor<T>? Weights, DeviceTensor<BFloat16>? WeightsBf16, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed, bool AllowTf32) : IElementAction
+/// <summary>DSD launch (plain or transposed) on the kernel of <paramref name="Path"/>, specialised per element type of the dense operand.</summary>
+internal readonly record struct DsdAction<T, TWeight>(DeviceTensor<TWeight> Weights, DeviceTensor<T> Dense, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, int Transposed, KernelPath Path) : IElementAction
     where T : unmanaged
+    where TWeight : unmanaged
 {
     public void Run<TS, TE>()
         where TS : unmanaged
         where TE : struct, IElement<TS>
     {
-        if (AllowTf32 && typeof(TS) == typeof(float))
+        var accelerator = Dense.Device.Accelerator;
+        switch (Path)
         {
-            DsdKernels.LaunchTf32(Dense.Device.Accelerator, new DsdParams<float> { Weights = As<T, float>(Weights!), Dense = As<T, float>(Dense), Output = As<T, float>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
-            return;
+            case KernelPath.Tf32:
+                DsdKernels.LaunchTf32(accelerator, new DsdTf32Params { Weights = As<TWeight, float>(Weights), Dense = As<T, float>(Dense), Output = As<T, float>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+                break;
+            case KernelPath.Fma:
+                DsdKernels.Launch<TS, TE, TS, TE>(accelerator, new DsdFmaParams<TS, TS> { Weights = As<TWeight, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+                break;
+            case KernelPath.FmaBf16Scores:
+                DsdKernels.Launch<TS, TE, ushort, Bf16>(accelerator, new DsdFmaParams<TS, ushort> { Weights = As<TWeight, ushort>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed });
+                break;
+            default:
+                throw KernelPaths.NotFor(Path, typeof(T));
         }
-
-        DsdKernels.Launch<TS, TE>(Dense.Device.Accelerator, new DsdParams<TS>
-        {
-            Weights = Weights is null ? default : As<T, TS>(Weights), Dense = As<T, TS>(Dense), Output = As<T, TS>(Output),
-            WeightsBf16 = WeightsBf16 is null ? default : As<BFloat16, ushort>(WeightsBf16), WeightsAreBf16 = WeightsBf16 is null ? 0 : 1, Dims = Dims, Plan = Tables, Transposed = Transposed,
-        });
     }
 
     public void RunTensorCore<TE>()
-        where TE : struct, IElement<ushort>, IMmaElement =>
-        DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdParams<ushort>
+        where TE : struct, IElement<ushort>, IMmaElement
+    {
+        if (Path != KernelPath.TensorCores)
         {
-            Weights = As<T, ushort>(Weights!), Dense = As<T, ushort>(Dense), Output = As<T, ushort>(Output),
-            WeightQuads = As<T, Quad>(Weights!), DenseQuads = As<T, Quad>(Dense), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
+            throw KernelPaths.NotFor(Path, typeof(T));
+        }
+
+        DsdKernels.LaunchTensorCore<TE>(Dense.Device.Accelerator, new DsdTensorCoreParams
+        {
+            WeightQuads = As<TWeight, Quad>(Weights), DenseQuads = As<T, Quad>(Dense), OutputPairs = As<T, uint>(Output), Dims = Dims, Plan = Tables, Transposed = Transposed,
         });
+    }
 }
 
-/// <summary>Masked softmax launch, specialised per element type.</summary>
+/// <summary>Masked softmax launch, specialised per element type: the packed kernel for 16-bit storage, the plain one otherwise.</summary>
 internal readonly record struct SoftmaxAction<T>(DeviceTensor<T> Input, DeviceTensor<T> Output, Dims Dims, PlanTables Tables, float Scale, int UseMask, int AutoregressAtKey) : IElementAction
     where T : unmanaged
 {
@@ -76,13 +99,13 @@ internal readonly record struct SoftmaxAction<T>(DeviceTensor<T> Input, DeviceTe
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>
-        SoftmaxKernels.LaunchPacked<TE>(Input.Device.Accelerator, new SoftmaxParams<ushort>
+        SoftmaxKernels.LaunchPacked<TE>(Input.Device.Accelerator, new SoftmaxPackedParams
         {
             InputQuads = As<T, Quad>(Input), OutputQuads = As<T, Quad>(Output), Dims = Dims, Plan = Tables, Scale = Scale, UseMask = UseMask, AutoregressAtKey = AutoregressAtKey,
         });
 }
 
-/// <summary>Softmax gradient launch, specialised per element type.</summary>
+/// <summary>Softmax gradient launch, specialised per element type: the packed kernel for 16-bit storage, the plain one otherwise.</summary>
 internal readonly record struct SoftmaxGradAction<T>(DeviceTensor<T> Probabilities, DeviceTensor<T> OutputGrad, DeviceTensor<T> InputGrad, Dims Dims, PlanTables Tables, float Scale) : IElementAction
     where T : unmanaged
 {
@@ -93,7 +116,7 @@ internal readonly record struct SoftmaxGradAction<T>(DeviceTensor<T> Probabiliti
 
     public void RunTensorCore<TE>()
         where TE : struct, IElement<ushort>, IMmaElement =>
-        SoftmaxKernels.LaunchGradPacked<TE>(Probabilities.Device.Accelerator, new SoftmaxGradParams<ushort>
+        SoftmaxKernels.LaunchGradPacked<TE>(Probabilities.Device.Accelerator, new SoftmaxGradPackedParams
         {
             ProbabilityQuads = As<T, Quad>(Probabilities), OutputGradQuads = As<T, Quad>(OutputGrad), InputGradQuads = As<T, Quad>(InputGrad), Dims = Dims, Plan = Tables, Scale = Scale,
         });
@@ -107,4 +130,10 @@ internal readonly record struct AddAction<T>(DeviceTensor<T> Left, DeviceTensor<
         where TS : unmanaged
         where TE : struct, IElement<TS> =>
         ElementwiseKernels.Add<TS, TE>(Left.Device.Accelerator, new AddParams<TS> { Left = As<T, TS>(Left), Right = As<T, TS>(Right), Output = As<T, TS>(Output) });
+}
+
+/// <summary>What the matrix-product actions throw for a path with no kernel for their element type (the selector never picks one).</summary>
+file static class KernelPaths
+{
+    public static InvalidOperationException NotFor(KernelPath path, Type element) => new($"the {path} path has no matrix-product kernel for {element.Name} inputs");
 }

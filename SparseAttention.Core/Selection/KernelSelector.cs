@@ -5,8 +5,8 @@ using SparseAttention.Tensors;
 namespace SparseAttention.Selection;
 
 /// <summary>
-/// The one place an attention call's kernels are chosen, from the device, the element type, head dim, block size and
-/// the caller's options. A kernel family states what it covers (<see cref="FlashKernels.Supports"/>); a family for a
+/// The one place kernels are chosen: an attention call's from the device, the element type, head dim, block size and
+/// the caller's options; a direct block-sparse op's from its element and weight types and <c>allowTf32</c>. A kernel family states what it covers (<see cref="FlashKernels.Supports"/>); a family for a
 /// new GPU architecture is one more branch here, on <see cref="DeviceCapability.ComputeCapability"/>.
 /// </summary>
 public static class KernelSelector
@@ -54,6 +54,41 @@ public static class KernelSelector
         }
 
         return options.BFloat16Scores ? KernelPath.FmaBf16Scores : options.AllowTf32 ? KernelPath.Tf32 : KernelPath.Fma;
+    }
+
+    /// <summary>
+    /// The path of a direct call to a block-sparse matrix product (<c>BlockSparseOps.QueryKey</c>, <c>WeightValue</c>,
+    /// <c>WeightValueTransposed</c>) with <typeparamref name="T"/> inputs and <typeparamref name="TWeight"/> weights:
+    /// tensor cores for fp16/bf16, TF32 for fp32 with <paramref name="allowTf32"/>, FMA with bf16 weights, else FMA.
+    /// </summary>
+    /// <exception cref="ArgumentException">The weights do not fit the inputs (named <c>weights</c>), or bf16 weights with
+    /// <paramref name="allowTf32"/> (named <c>allowTf32</c>).</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not float, Half or BFloat16.</exception>
+    public static KernelPath ForOps<T, TWeight>(bool allowTf32)
+    {
+        // Weights are stored in the input type, or in bf16 for fp32 inputs (the original kept its logits in bf16).
+        var bf16Weights = typeof(TWeight) != typeof(T);
+        if (bf16Weights && (typeof(T) != typeof(float) || typeof(TWeight) != typeof(BFloat16)))
+        {
+            Guard.Throw("weights", $"weights of {typeof(TWeight).Name} do not fit inputs of {typeof(T).Name}: use {typeof(T).Name}, or BFloat16 for float inputs");
+        }
+
+        if (bf16Weights && allowTf32)
+        {
+            Guard.Throw(nameof(allowTf32), "allowTf32 needs float weights: BFloat16 weights run on the fp32 FMA path");
+        }
+
+        if (typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16))
+        {
+            return KernelPath.TensorCores;
+        }
+
+        if (typeof(T) != typeof(float))
+        {
+            throw new NotSupportedException($"element type {typeof(T).Name} is not supported: use float, Half or BFloat16");
+        }
+
+        return bf16Weights ? KernelPath.FmaBf16Scores : allowTf32 ? KernelPath.Tf32 : KernelPath.Fma;
     }
 
     private static string Listed(IReadOnlyList<int> values) => $"{string.Join(", ", values.Take(values.Count - 1))} or {values[^1]}";

@@ -5,28 +5,50 @@ using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.BlockSparse;
 
+/// <summary>Arguments of the fp16/bf16 tensor-core DSD kernel: weights and dense operand as 16-byte quads, the result as pairs.</summary>
+public readonly struct DsdTensorCoreParams
+{
+    /// <summary>Block-sparse weights <c>[batch, heads, blocks, block, block]</c> as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> WeightQuads { get; init; }
+
+    /// <summary>Dense operand <c>[batch, ctx, heads * headDim]</c> as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> DenseQuads { get; init; }
+
+    /// <summary>Dense result, same shape as the dense operand, as packed pairs; every element is written.</summary>
+    public ArrayView<uint> OutputPairs { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>1 for the transposed op (walk columns, use W transposed), 0 for the plain one.</summary>
+    public int Transposed { get; init; }
+}
+
 /// <summary>DSD v3: tensor cores for fp16 and bf16, weight and dense tiles staged through shared memory.</summary>
 public static partial class DsdKernels
 {
     /// <summary>The plain or transposed block-sparse times dense product with mma.sync (plain C# twin on the CPU).</summary>
-    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in DsdParams<ushort> p)
+    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in DsdTensorCoreParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.WeightQuads, nameof(p.Weights));
-        SharedTiles.RequireAligned(p.DenseQuads, nameof(p.Dense));
+        SharedTiles.RequireAligned(p.WeightQuads, nameof(p.WeightQuads));
+        SharedTiles.RequireAligned(p.DenseQuads, nameof(p.DenseQuads));
         var edge = SharedTiles.Edge(p.Plan.BlockSize);
         var words = edge * (SharedTiles.RowWords(edge) + SharedTiles.RowWords(p.Dims.HeadDim));
         var threads = edge / 16 * (p.Dims.HeadDim / 16) * 32;
         var config = new KernelConfig(new Index2D(p.Dims.Ctx / edge, p.Dims.Batch * p.Dims.Heads), new Index2D(threads, 1), SharedTiles.Words(words));
-        KernelLoader.Get<DsdParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
+        KernelLoader.Get<DsdTensorCoreParams>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p);
     }
 
     // One group per edge output rows of a (sequence, head), one warp per 16 rows by 16 features of them. For each block
     // of the LUT row (plain) or column (transposed) and each edge-deep slice of it, the group stages the weight tile and
     // the dense rows it multiplies with 16-byte loads; the warps read their fragments from shared memory, transposing
     // 8x8 matrices (ldmatrix .trans) where the fragment runs across staged rows.
-    internal static void TensorCoreKernel<TElement>(DsdParams<ushort> p)
+    internal static void TensorCoreKernel<TElement>(DsdTensorCoreParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
@@ -166,12 +188,12 @@ public static partial class DsdKernels
     /// <summary>Where a thread's quads of a slice of a LUT entry's block come from: the weight tile and the dense rows it multiplies.</summary>
     private readonly struct SliceSource
     {
-        private readonly DsdParams<ushort> p;
+        private readonly DsdTensorCoreParams p;
         private readonly int n, h, rowInBlock;
         private readonly bool transposed, movesWeight;
         private readonly long denseOffset, weightOffset;
 
-        public SliceSource(in DsdParams<ushort> p, int n, int h, int rowInBlock, bool transposed, long denseOffset, long weightOffset, bool movesWeight)
+        public SliceSource(in DsdTensorCoreParams p, int n, int h, int rowInBlock, bool transposed, long denseOffset, long weightOffset, bool movesWeight)
         {
             this.p = p;
             this.n = n;

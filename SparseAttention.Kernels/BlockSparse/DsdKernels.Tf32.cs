@@ -1,21 +1,44 @@
+using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.BlockSparse;
 
+/// <summary>Arguments of the TF32 DSD kernel (fp32 weights, operand and result).</summary>
+public readonly struct DsdTf32Params
+{
+    /// <summary>Block-sparse weights <c>[batch, heads, blocks, block, block]</c>.</summary>
+    public ArrayView<float> Weights { get; init; }
+
+    /// <summary>Dense operand <c>[batch, ctx, heads * headDim]</c>.</summary>
+    public ArrayView<float> Dense { get; init; }
+
+    /// <summary>Dense result, same shape as <see cref="Dense"/>; every element is written.</summary>
+    public ArrayView<float> Output { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>1 for the transposed op (walk columns, use W transposed), 0 for the plain one.</summary>
+    public int Transposed { get; init; }
+}
+
 /// <summary>DSD v2-tf32: the fp32 opt-in on TF32 tensor cores, one warp per 16x16 output tile.</summary>
 public static partial class DsdKernels
 {
     /// <summary>The plain or transposed product with TF32 mma.sync (truncating C# twin on the CPU).</summary>
-    public static void LaunchTf32(Accelerator accelerator, in DsdParams<float> p)
+    public static void LaunchTf32(Accelerator accelerator, in DsdTf32Params p)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = DsdWarpTile.Count(p.Dims);
-        KernelLoader.Get<DsdParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        KernelLoader.Get<DsdTf32Params>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
-    internal static void Tf32Kernel(DsdParams<float> p)
+    internal static void Tf32Kernel(DsdTf32Params p)
     {
         var dims = p.Dims;
         var plan = p.Plan;

@@ -16,34 +16,21 @@ namespace SparseAttention.Kernels.BlockSparse;
 //       (ldmatrix, .trans for the ones that run across rows). Same LUT order. Each thread's staging offsets are computed
 //       once; the next slice's quads load into registers while the warps compute (v17 in docs/benchmarks.md).
 
-/// <summary>Arguments of the DSD kernels.</summary>
-/// <typeparam name="T">Storage type.</typeparam>
-public readonly struct DsdParams<T>
+/// <summary>Arguments of the SIMT (fp32 FMA) DSD kernel.</summary>
+/// <typeparam name="T">Storage type of the dense operand and result.</typeparam>
+/// <typeparam name="TWeight">Storage type of the weights: <typeparamref name="T"/>, or bf16 bits for fp32 inputs.</typeparam>
+public readonly struct DsdFmaParams<T, TWeight>
     where T : unmanaged
+    where TWeight : unmanaged
 {
     /// <summary>Block-sparse weights <c>[batch, heads, blocks, block, block]</c>.</summary>
-    public ArrayView<T> Weights { get; init; }
+    public ArrayView<TWeight> Weights { get; init; }
 
     /// <summary>Dense operand <c>[batch, ctx, heads * headDim]</c>.</summary>
     public ArrayView<T> Dense { get; init; }
 
     /// <summary>Dense result, same shape as <see cref="Dense"/>; every element is written.</summary>
     public ArrayView<T> Output { get; init; }
-
-    /// <summary>SIMT kernel only: when <see cref="WeightsAreBf16"/> is 1, the weights are read from here as bf16 bits.</summary>
-    public ArrayView<ushort> WeightsBf16 { get; init; }
-
-    /// <summary>1 when the weights are stored in bf16 whatever <typeparamref name="T"/> is.</summary>
-    public int WeightsAreBf16 { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Weights"/> as 16-byte quads, for staging into shared memory.</summary>
-    public ArrayView<Quad> WeightQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Dense"/> as quads.</summary>
-    public ArrayView<Quad> DenseQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Output"/> as packed pairs.</summary>
-    public ArrayView<uint> OutputPairs { get; init; }
 
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }
@@ -60,19 +47,27 @@ public static partial class DsdKernels
 {
     private const int Tile = SddKernels.Tile;
 
-    /// <summary>Computes the plain (<c>nn</c>) or transposed (<c>tn</c>) block-sparse times dense product.</summary>
-    public static void Launch<T, TElement>(Accelerator accelerator, in DsdParams<T> p)
+    /// <summary>Computes the plain (<c>nn</c>) or transposed (<c>tn</c>) block-sparse times dense product with fp32 FMA.</summary>
+    /// <typeparam name="T">Storage type of the dense operand and result.</typeparam>
+    /// <typeparam name="TElement">Conversion of <typeparamref name="T"/>.</typeparam>
+    /// <typeparam name="TWeight">Storage type of the weights.</typeparam>
+    /// <typeparam name="TWeightElement">Conversion of <typeparamref name="TWeight"/>.</typeparam>
+    public static void Launch<T, TElement, TWeight, TWeightElement>(Accelerator accelerator, in DsdFmaParams<T, TWeight> p)
         where T : unmanaged
         where TElement : struct, IElement<T>
+        where TWeight : unmanaged
+        where TWeightElement : struct, IElement<TWeight>
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var groups = new Index2D(p.Dims.Ctx / Tile * (p.Dims.HeadDim / Tile), p.Dims.Batch * p.Dims.Heads);
-        KernelLoader.Get<DsdParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
+        KernelLoader.Get<DsdFmaParams<T, TWeight>>(accelerator, Kernel<T, TElement, TWeight, TWeightElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
     }
 
-    internal static void Kernel<T, TElement>(DsdParams<T> p)
+    internal static void Kernel<T, TElement, TWeight, TWeightElement>(DsdFmaParams<T, TWeight> p)
         where T : unmanaged
         where TElement : struct, IElement<T>
+        where TWeight : unmanaged
+        where TWeightElement : struct, IElement<TWeight>
     {
         var element = default(TElement);
         var dims = p.Dims;
@@ -103,7 +98,7 @@ public static partial class DsdKernels
                 var weightIndex = transposed
                     ? blockBase + (k0 + ty) * bs + rowInBlock + tx
                     : blockBase + (rowInBlock + ty) * bs + k0 + tx;
-                weightTile[ty * (Tile + 1) + tx] = p.WeightsAreBf16 != 0 ? default(Bf16).ToFloat(p.WeightsBf16[weightIndex]) : element.ToFloat(p.Weights[weightIndex]);
+                weightTile[ty * (Tile + 1) + tx] = default(TWeightElement).ToFloat(p.Weights[weightIndex]);
                 denseTile[ty * (Tile + 1) + tx] = element.ToFloat(p.Dense[dims.Index(n, other * bs + k0 + ty, h, d0 + tx)]);
                 Group.Barrier();
                 for (var e = 0; e < Tile; e++)

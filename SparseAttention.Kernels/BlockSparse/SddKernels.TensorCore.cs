@@ -6,6 +6,35 @@ using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.BlockSparse;
 
+/// <summary>Arguments of the fp16/bf16 tensor-core SDD kernel: its operands and result as 16-byte quads.</summary>
+public readonly struct SddTensorCoreParams
+{
+    /// <summary>Left operand <c>[batch, ctx, heads * headDim]</c> (queries, or output gradients) as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> LeftQuads { get; init; }
+
+    /// <summary>Right operand, same shape (keys, or values), as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> RightQuads { get; init; }
+
+    /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c> as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> OutputQuads { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+}
+
+/// <summary>What the tensor-core SDD kernel is launched with: the caller's arguments and the launcher's run length.</summary>
+internal readonly struct SddTensorCoreLaunch
+{
+    /// <summary>The caller's arguments.</summary>
+    public SddTensorCoreParams Params { get; init; }
+
+    /// <summary>Consecutive tiles each group computes (about one wave of groups).</summary>
+    public int TilesPerGroup { get; init; }
+}
+
 /// <summary>SDD v3: tensor cores for fp16 and bf16, operands and result staged through shared memory.</summary>
 public static partial class SddKernels
 {
@@ -13,13 +42,13 @@ public static partial class SddKernels
     private const int GroupsPerMultiprocessor = 8;
 
     /// <summary>Computes every enabled block of <c>Left . Right^T</c> with mma.sync (plain C# twin on the CPU accelerator).</summary>
-    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in SddParams<ushort> p)
+    public static void LaunchTensorCore<TElement>(Accelerator accelerator, in SddTensorCoreParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.LeftQuads, nameof(p.Left));
-        SharedTiles.RequireAligned(p.RightQuads, nameof(p.Right));
-        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
+        SharedTiles.RequireAligned(p.LeftQuads, nameof(p.LeftQuads));
+        SharedTiles.RequireAligned(p.RightQuads, nameof(p.RightQuads));
+        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.OutputQuads));
         var edge = SharedTiles.Edge(p.Plan.BlockSize);
         var tilesPerBlock = p.Plan.BlockSize / edge;
         var tiles = p.Plan.BlocksPerHead * tilesPerBlock * tilesPerBlock;
@@ -34,16 +63,17 @@ public static partial class SddKernels
         var words = edge * (2 * SharedTiles.RowWords(p.Dims.HeadDim) + SharedTiles.RowWords(edge));
         var groups = new Index3D((tiles + tilesPerGroup - 1) / tilesPerGroup, p.Dims.Heads, p.Dims.Batch);
         var config = new KernelConfig(groups, new Index3D(edge / 16 * 32, 1, 1), SharedTiles.Words(words));
-        KernelLoader.Get<SddParams<ushort>>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, p with { TilesPerGroup = tilesPerGroup });
+        KernelLoader.Get<SddTensorCoreLaunch>(accelerator, TensorCoreKernel<TElement>)(accelerator.DefaultStream, config, new SddTensorCoreLaunch { Params = p, TilesPerGroup = tilesPerGroup });
     }
 
     // A group takes a run of consecutive edge x edge tiles of one (sequence, head), in block order, so runs stay in a
     // block row: the query rows are staged (16-byte loads) only when the row changes, the key rows for every tile. Each
     // warp computes 16 query rows of the tile against every staged key, and the tile leaves through shared memory as
     // 16-byte stores (a 16x16 warp tile stored directly is 16-byte pieces of 32-byte sectors).
-    internal static void TensorCoreKernel<TElement>(SddParams<ushort> p)
+    internal static void TensorCoreKernel<TElement>(SddTensorCoreLaunch launch)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
+        var p = launch.Params;
         var element = default(TElement);
         var dims = p.Dims;
         var plan = p.Plan;
@@ -52,8 +82,8 @@ public static partial class SddKernels
 
         // Blocks of 128 hold 2 x 2 tiles, smaller ones one: tile shift 1 or 0.
         var tileShift = tilesPerBlock >> 1;
-        var firstTile = Grid.IdxX * p.TilesPerGroup;
-        var lastTile = XMath.Min(firstTile + p.TilesPerGroup, plan.BlocksPerHead << (2 * tileShift));
+        var firstTile = Grid.IdxX * launch.TilesPerGroup;
+        var lastTile = XMath.Min(firstTile + launch.TilesPerGroup, plan.BlocksPerHead << (2 * tileShift));
 
         var words = SharedMemory.GetDynamic<uint>();
         var halves = words.Cast<ushort>();
@@ -152,7 +182,7 @@ public static partial class SddKernels
     }
 
     // Quad index of the first key row of tile number tile (tiles in block order, 2^tileShift per block edge).
-    private static long KeyQuad(in SddParams<ushort> p, int n, int h, int tile, int tileShift, int tilesPerBlock, int edge)
+    private static long KeyQuad(in SddTensorCoreParams p, int n, int h, int tile, int tileShift, int tilesPerBlock, int edge)
     {
         var plan = p.Plan;
         var block = tile >> (2 * tileShift);

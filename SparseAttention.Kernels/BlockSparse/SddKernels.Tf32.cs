@@ -1,14 +1,34 @@
+using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.BlockSparse;
 
+/// <summary>Arguments of the TF32 SDD kernel (fp32 inputs and output).</summary>
+public readonly struct SddTf32Params
+{
+    /// <summary>Left operand, <c>[batch, ctx, heads * headDim]</c> (queries, or output gradients).</summary>
+    public ArrayView<float> Left { get; init; }
+
+    /// <summary>Right operand, same shape (keys, or values).</summary>
+    public ArrayView<float> Right { get; init; }
+
+    /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c>.</summary>
+    public ArrayView<float> Output { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+}
+
 /// <summary>SDD v2-tf32: the fp32 opt-in on TF32 tensor cores, one warp per 16x16 output tile.</summary>
 public static partial class SddKernels
 {
     /// <summary>Computes every enabled block of <c>Left . Right^T</c> with TF32 mma.sync (truncating C# twin on the CPU).</summary>
-    public static void LaunchTf32(Accelerator accelerator, in SddParams<float> p)
+    public static void LaunchTf32(Accelerator accelerator, in SddTf32Params p)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var warpTiles = SddWarpTile.Count(p.Plan);
@@ -17,10 +37,10 @@ public static partial class SddKernels
             return;
         }
 
-        KernelLoader.Get<SddParams<float>>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
+        KernelLoader.Get<SddTf32Params>(accelerator, Tf32Kernel)(accelerator.DefaultStream, TensorCore.Config(warpTiles, p.Dims), p);
     }
 
-    internal static void Tf32Kernel(SddParams<float> p)
+    internal static void Tf32Kernel(SddTf32Params p)
     {
         var dims = p.Dims;
         var tile = new SddWarpTile(p.Plan, dims);

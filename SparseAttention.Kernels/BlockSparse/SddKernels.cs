@@ -14,10 +14,12 @@ namespace SparseAttention.Kernels.BlockSparse;
 //       16-byte loads and read by the warps from there (ldmatrix), the result leaving through shared memory as 16-byte
 //       stores; about one wave of groups, each taking a run of tiles and staging the query rows once per block row.
 
-/// <summary>Arguments of the SDD kernel.</summary>
-/// <typeparam name="T">Storage type of the inputs and the block-sparse output.</typeparam>
-public readonly struct SddParams<T>
+/// <summary>Arguments of the SIMT (fp32 FMA) SDD kernel.</summary>
+/// <typeparam name="T">Storage type of the inputs.</typeparam>
+/// <typeparam name="TWeight">Storage type of the block-sparse output: <typeparamref name="T"/>, or bf16 bits for fp32 inputs.</typeparam>
+public readonly struct SddFmaParams<T, TWeight>
     where T : unmanaged
+    where TWeight : unmanaged
 {
     /// <summary>Left operand, <c>[batch, ctx, heads * headDim]</c> (queries, or output gradients).</summary>
     public ArrayView<T> Left { get; init; }
@@ -26,25 +28,7 @@ public readonly struct SddParams<T>
     public ArrayView<T> Right { get; init; }
 
     /// <summary>Block-sparse result <c>[batch, heads, blocks, block, block]</c>.</summary>
-    public ArrayView<T> Output { get; init; }
-
-    /// <summary>SIMT kernel only: when <see cref="WeightsAreBf16"/> is 1, the result goes here as bf16 bits instead.</summary>
-    public ArrayView<ushort> OutputBf16 { get; init; }
-
-    /// <summary>1 to store the weights in bf16 whatever <typeparamref name="T"/> is (the original kept its logits in bf16).</summary>
-    public int WeightsAreBf16 { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Left"/> as 16-byte quads, for staging into shared memory.</summary>
-    public ArrayView<Quad> LeftQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Right"/> as quads.</summary>
-    public ArrayView<Quad> RightQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Output"/> as quads.</summary>
-    public ArrayView<Quad> OutputQuads { get; init; }
-
-    /// <summary>16-bit tensor-core kernel only: consecutive tiles each group computes (set by its launcher).</summary>
-    public int TilesPerGroup { get; init; }
+    public ArrayView<TWeight> Output { get; init; }
 
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }
@@ -59,10 +43,16 @@ public static partial class SddKernels
     /// <summary>Tile edge: every supported block size and head dim is a multiple of it.</summary>
     public const int Tile = 16;
 
-    /// <summary>Computes every enabled block of <c>Left . Right^T</c> into <c>Output</c>.</summary>
-    public static void Launch<T, TElement>(Accelerator accelerator, in SddParams<T> p)
+    /// <summary>Computes every enabled block of <c>Left . Right^T</c> into <c>Output</c> with fp32 FMA.</summary>
+    /// <typeparam name="T">Storage type of the inputs.</typeparam>
+    /// <typeparam name="TElement">Conversion of <typeparamref name="T"/>.</typeparam>
+    /// <typeparam name="TWeight">Storage type of the output.</typeparam>
+    /// <typeparam name="TWeightElement">Conversion of <typeparamref name="TWeight"/>.</typeparam>
+    public static void Launch<T, TElement, TWeight, TWeightElement>(Accelerator accelerator, in SddFmaParams<T, TWeight> p)
         where T : unmanaged
         where TElement : struct, IElement<T>
+        where TWeight : unmanaged
+        where TWeightElement : struct, IElement<TWeight>
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var tilesPerBlock = p.Plan.BlockSize / Tile;
@@ -72,12 +62,14 @@ public static partial class SddKernels
             return;
         }
 
-        KernelLoader.Get<SddParams<T>>(accelerator, Kernel<T, TElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
+        KernelLoader.Get<SddFmaParams<T, TWeight>>(accelerator, Kernel<T, TElement, TWeight, TWeightElement>)(accelerator.DefaultStream, new KernelConfig(groups, new Index2D(Tile * Tile, 1)), p);
     }
 
-    internal static void Kernel<T, TElement>(SddParams<T> p)
+    internal static void Kernel<T, TElement, TWeight, TWeightElement>(SddFmaParams<T, TWeight> p)
         where T : unmanaged
         where TElement : struct, IElement<T>
+        where TWeight : unmanaged
+        where TWeightElement : struct, IElement<TWeight>
     {
         var element = default(TElement);
         var dims = p.Dims;
@@ -109,13 +101,6 @@ public static partial class SddKernels
         }
 
         var output = (((long)n * dims.Heads + h) * plan.BlocksPerHead + block) * bs * bs + (tileRow * Tile + ty) * bs + tileColumn * Tile + tx;
-        if (p.WeightsAreBf16 != 0)
-        {
-            p.OutputBf16[output] = default(Bf16).FromFloat(acc);
-        }
-        else
-        {
-            p.Output[output] = element.FromFloat(acc);
-        }
+        p.Output[output] = default(TWeightElement).FromFloat(acc);
     }
 }

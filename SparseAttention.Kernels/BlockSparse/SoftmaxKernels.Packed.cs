@@ -5,31 +5,78 @@ using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.BlockSparse;
 
+/// <summary>Arguments of the fp16/bf16 masked softmax kernel: scores and probabilities as 16-byte quads.</summary>
+public readonly struct SoftmaxPackedParams
+{
+    /// <summary>Scores <c>[batch, heads, blocks, block, block]</c> as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> InputQuads { get; init; }
+
+    /// <summary>Probabilities, same shape, as quads, 16-byte aligned; every element is written.</summary>
+    public ArrayView<Quad> OutputQuads { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>Multiplies the scores before the softmax.</summary>
+    public float Scale { get; init; }
+
+    /// <summary>1 to apply the element bit masks, 0 for a plain softmax over whole blocks.</summary>
+    public int UseMask { get; init; }
+
+    /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
+    public int AutoregressAtKey { get; init; }
+}
+
+/// <summary>Arguments of the fp16/bf16 softmax gradient kernel: every tensor as 16-byte quads.</summary>
+public readonly struct SoftmaxGradPackedParams
+{
+    /// <summary>Forward probabilities as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> ProbabilityQuads { get; init; }
+
+    /// <summary>Gradient of the probabilities as quads, 16-byte aligned.</summary>
+    public ArrayView<Quad> OutputGradQuads { get; init; }
+
+    /// <summary>Gradient of the scores as quads, 16-byte aligned; every element is written.</summary>
+    public ArrayView<Quad> InputGradQuads { get; init; }
+
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>The forward scale.</summary>
+    public float Scale { get; init; }
+}
+
 /// <summary>Softmax v4: fp16 and bf16 rows moved eight elements (16 bytes) per lane.</summary>
 public static partial class SoftmaxKernels
 {
     /// <summary>Runs the masked (or plain) softmax on 16-bit scores.</summary>
-    public static void LaunchPacked<TElement>(Accelerator accelerator, in SoftmaxParams<ushort> p)
+    public static void LaunchPacked<TElement>(Accelerator accelerator, in SoftmaxPackedParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.InputQuads, nameof(p.Input));
-        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.Output));
-        KernelLoader.Get<SoftmaxParams<ushort>>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        SharedTiles.RequireAligned(p.InputQuads, nameof(p.InputQuads));
+        SharedTiles.RequireAligned(p.OutputQuads, nameof(p.OutputQuads));
+        KernelLoader.Get<SoftmaxPackedParams>(accelerator, ForwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
     /// <summary>Runs the softmax gradient on 16-bit tensors.</summary>
-    public static void LaunchGradPacked<TElement>(Accelerator accelerator, in SoftmaxGradParams<ushort> p)
+    public static void LaunchGradPacked<TElement>(Accelerator accelerator, in SoftmaxGradPackedParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        SharedTiles.RequireAligned(p.ProbabilityQuads, nameof(p.Probabilities));
-        SharedTiles.RequireAligned(p.OutputGradQuads, nameof(p.OutputGrad));
-        SharedTiles.RequireAligned(p.InputGradQuads, nameof(p.InputGrad));
-        KernelLoader.Get<SoftmaxGradParams<ushort>>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
+        SharedTiles.RequireAligned(p.ProbabilityQuads, nameof(p.ProbabilityQuads));
+        SharedTiles.RequireAligned(p.OutputGradQuads, nameof(p.OutputGradQuads));
+        SharedTiles.RequireAligned(p.InputGradQuads, nameof(p.InputGradQuads));
+        KernelLoader.Get<SoftmaxGradPackedParams>(accelerator, BackwardPacked<TElement>)(accelerator.DefaultStream, Config(p.Dims), p);
     }
 
-    internal static void ForwardPacked<TElement>(SoftmaxParams<ushort> p)
+    internal static void ForwardPacked<TElement>(SoftmaxPackedParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var row = new RowCursor(p.Plan, p.Dims);
@@ -64,7 +111,7 @@ public static partial class SoftmaxKernels
         }
     }
 
-    internal static void BackwardPacked<TElement>(SoftmaxGradParams<ushort> p)
+    internal static void BackwardPacked<TElement>(SoftmaxGradPackedParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var row = new RowCursor(p.Plan, p.Dims);
@@ -102,7 +149,7 @@ public static partial class SoftmaxKernels
 
     // Bit i set where key FirstKey + column + i of the row is allowed: eight mask bits (one byte, as blocks are
     // multiples of eight wide) and, past autoregressAtKey, only keys up to the query.
-    private static uint AllowedBits(in SoftmaxParams<ushort> p, in RowCursor row, in BlockInRow block, int column)
+    private static uint AllowedBits(in SoftmaxPackedParams p, in RowCursor row, in BlockInRow block, int column)
     {
         var bits = 0xFFu;
         if (p.UseMask != 0 && !block.IsFull)
@@ -149,7 +196,7 @@ public static partial class SoftmaxKernels
         private readonly uint allowed;
         private readonly long index;
 
-        public PackedScores(in SoftmaxParams<ushort> p, in RowCursor row, in PackedStep step, int entry)
+        public PackedScores(in SoftmaxPackedParams p, in RowCursor row, in PackedStep step, int entry)
         {
             index = -1;
             if (entry < row.End)
@@ -177,7 +224,7 @@ public static partial class SoftmaxKernels
                 + PairExpSum<TElement>(scores.Z, allowed >> 4, scale, max) + PairExpSum<TElement>(scores.W, allowed >> 6, scale, max);
         }
 
-        public void Store<TElement>(in SoftmaxParams<ushort> p, float scale, float max, float inverse)
+        public void Store<TElement>(in SoftmaxPackedParams p, float scale, float max, float inverse)
             where TElement : struct, IElement<ushort>, IMmaElement
         {
             if (index >= 0)

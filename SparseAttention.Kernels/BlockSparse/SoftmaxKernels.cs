@@ -17,7 +17,7 @@ namespace SparseAttention.Kernels.BlockSparse;
 //   v4  fp16/bf16 (SoftmaxKernels.Packed.cs): each lane moves eight elements of a row with one 16-byte load or store,
 //       so a warp covers 256 elements (several blocks) per step instead of 32; mask bits taken eight at a time.
 
-/// <summary>Arguments of the masked softmax kernel.</summary>
+/// <summary>Arguments of the masked softmax kernel that moves one element per lane (any storage type).</summary>
 /// <typeparam name="T">Storage type of the block-sparse tensors.</typeparam>
 public readonly struct SoftmaxParams<T>
     where T : unmanaged
@@ -34,12 +34,6 @@ public readonly struct SoftmaxParams<T>
     /// <summary>The plan's tables.</summary>
     public PlanTables Plan { get; init; }
 
-    /// <summary>16-bit types only: <see cref="Input"/> as 16-byte quads.</summary>
-    public ArrayView<Quad> InputQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Output"/> as quads.</summary>
-    public ArrayView<Quad> OutputQuads { get; init; }
-
     /// <summary>Multiplies the scores before the softmax.</summary>
     public float Scale { get; init; }
 
@@ -50,7 +44,7 @@ public readonly struct SoftmaxParams<T>
     public int AutoregressAtKey { get; init; }
 }
 
-/// <summary>Arguments of the softmax gradient kernel.</summary>
+/// <summary>Arguments of the softmax gradient kernel that moves one element per lane (any storage type).</summary>
 /// <typeparam name="T">Storage type.</typeparam>
 public readonly struct SoftmaxGradParams<T>
     where T : unmanaged
@@ -69,15 +63,6 @@ public readonly struct SoftmaxGradParams<T>
 
     /// <summary>The plan's tables.</summary>
     public PlanTables Plan { get; init; }
-
-    /// <summary>16-bit types only: <see cref="Probabilities"/> as 16-byte quads.</summary>
-    public ArrayView<Quad> ProbabilityQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="OutputGrad"/> as quads.</summary>
-    public ArrayView<Quad> OutputGradQuads { get; init; }
-
-    /// <summary>16-bit types only: <see cref="InputGrad"/> as quads.</summary>
-    public ArrayView<Quad> InputGradQuads { get; init; }
 
     /// <summary>The forward scale.</summary>
     public float Scale { get; init; }

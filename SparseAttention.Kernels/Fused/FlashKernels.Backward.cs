@@ -10,19 +10,19 @@ public static partial class FlashKernels
 {
     /// <summary>Writes dQ, dK and dV from q, k, v, the forward output and log-sum-exp and the output gradient.</summary>
     /// <remarks>Deterministic: every gradient element is summed by one lane in LUT order, no atomics.</remarks>
-    public static void LaunchBackward<TElement>(Accelerator accelerator, in FlashParams delta, in FlashParams queryGrad, in FlashParams keyValueGrad)
+    public static void LaunchBackward<TElement>(Accelerator accelerator, in FlashDeltaParams delta, in FlashQueryGradParams queryGrad, in FlashKeyValueGradParams keyValueGrad)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
-        KernelLoader.Get<FlashParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
-        var (_, dq, dkdv) = KernelsFor<TElement>(queryGrad.Dims.HeadDim);
-        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad), queryGrad);
-        KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad), keyValueGrad);
+        KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
+        var (_, dq, dkdv) = KernelsFor<TElement>(queryGrad.Problem.Dims.HeadDim);
+        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, Config(accelerator, queryGrad.Problem), queryGrad);
+        KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, Config(accelerator, keyValueGrad.Problem), keyValueGrad);
     }
 
     // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.
-    internal static void DeltaKernel<TElement>(FlashParams p)
+    internal static void DeltaKernel<TElement>(FlashDeltaParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         var element = default(TElement);
@@ -43,32 +43,33 @@ public static partial class FlashKernels
             sum += element.ToFloat(p.Output[first + d]) * element.ToFloat(p.OutputGrad[first + d]);
         }
 
-        p.Delta[p.RowIndex(n * dims.Heads + h, token)] = sum;
+        p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
     }
 
     // dQ = scale * sum over keys of P * (dP - delta) . K, P recomputed from the log-sum-exp, dP = dO . V^T.
-    internal static void QueryGradKernel<TElement, TTiles>(FlashParams p)
+    internal static void QueryGradKernel<TElement, TTiles>(FlashQueryGradParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTiles : struct, IFeatureTiles
     {
-        var warp = new FlashWarp(p, transposed: false);
+        var problem = p.Problem;
+        var warp = new FlashWarp(problem, transposed: false);
         int g = warp.G, t = warp.T;
-        var dims = p.Dims;
-        var scaleLog2 = p.Scale * Base2.Log2E;
+        var dims = problem.Dims;
+        var scaleLog2 = problem.Scale * Base2.Log2E;
         var queryGrad = default(TTiles);
         var scores = default(ScoreTile);
         var scoresGrad = default(ScoreTile);
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
-        var rowLow = p.RowIndex(Grid.IdxY, warp.First + g);
+        var rowLow = problem.RowIndex(Grid.IdxY, warp.First + g);
         float lseLow = p.LogSumExp[rowLow], lseHigh = p.LogSumExp[rowLow + 8], deltaLow = p.Delta[rowLow], deltaHigh = p.Delta[rowLow + 8];
         var rowPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
         for (var entry = warp.Start; entry < warp.End; entry++)
         {
             var block = warp.Block(entry);
-            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
             {
                 var key = block.Other + chunk;
-                if (!warp.Keeps(p, block, chunk, out var allowed))
+                if (!warp.Keeps(problem, block, chunk, out var allowed))
                 {
                     continue;
                 }
@@ -84,19 +85,20 @@ public static partial class FlashKernels
             }
         }
 
-        queryGrad.Store<TElement>(p.ResultPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, p.Scale, p.Scale, 0);
+        queryGrad.Store<TElement>(p.QueryGradPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, problem.Scale, problem.Scale, 0);
     }
 
     // Per key tile, transposed: P^T = exp2(K . Q^T * scale - lse), dV = sum P^T . dO, dS^T = P^T * (V . dO^T - delta),
     // dK = scale * sum dS^T . Q.
-    internal static void KeyValueGradKernel<TElement, TTiles>(FlashParams p)
+    internal static void KeyValueGradKernel<TElement, TTiles>(FlashKeyValueGradParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTiles : struct, IFeatureTiles
     {
-        var warp = new FlashWarp(p, transposed: true);
+        var problem = p.Problem;
+        var warp = new FlashWarp(problem, transposed: true);
         int g = warp.G, t = warp.T;
-        var dims = p.Dims;
-        var scaleLog2 = p.Scale * Base2.Log2E;
+        var dims = problem.Dims;
+        var scaleLog2 = problem.Scale * Base2.Log2E;
         var keyGrad = default(TTiles);
         var valueGrad = default(TTiles);
         var scores = default(ScoreTile);
@@ -106,16 +108,16 @@ public static partial class FlashKernels
         for (var entry = warp.Start; entry < warp.End; entry++)
         {
             var block = warp.Block(entry);
-            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
             {
                 var query = block.Other + chunk;
-                if (!warp.Keeps(p, block, chunk, out var allowed))
+                if (!warp.Keeps(problem, block, chunk, out var allowed))
                 {
                     continue;
                 }
 
                 // Each lane's four columns are queries 2t, 2t+1, 8+2t, 9+2t of the tile.
-                var column = p.RowIndex(Grid.IdxY, query + 2 * t);
+                var column = problem.RowIndex(Grid.IdxY, query + 2 * t);
                 var queryPair = dims.Index(warp.N, query + g, warp.H, 2 * t) >> 1;
                 var queryZero = dims.Index(warp.N, query, warp.H, 0);
                 scores.Compute<TElement>(p.KeyPairs, keyPair, p.QueryPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
@@ -131,7 +133,7 @@ public static partial class FlashKernels
         }
 
         var output = dims.Index(warp.N, warp.First + g, warp.H, 2 * t);
-        keyGrad.Store<TElement>(p.ResultPairs, output, 8 * warp.TokenStep, p.Scale, p.Scale, 0);
-        valueGrad.Store<TElement>(p.SecondResultPairs, output, 8 * warp.TokenStep, 1f, 1f, 0);
+        keyGrad.Store<TElement>(p.KeyGradPairs, output, 8 * warp.TokenStep, problem.Scale, problem.Scale, 0);
+        valueGrad.Store<TElement>(p.ValueGradPairs, output, 8 * warp.TokenStep, 1f, 1f, 0);
     }
 }

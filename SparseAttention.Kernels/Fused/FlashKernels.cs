@@ -21,64 +21,6 @@ namespace SparseAttention.Kernels.Fused;
 //   (v4 changed the permutation and the host side only; numbers in docs/benchmarks.md.)
 //   v5  lane arithmetic by shifts and masks (ILGPU writes x / 4 as an integer division): same speed within noise.
 
-/// <summary>Arguments of the fused attention kernels; each kernel reads the fields it needs.</summary>
-public readonly struct FlashParams
-{
-    /// <summary>Queries <c>[batch, ctx, heads * headDim]</c> as elements.</summary>
-    public ArrayView<ushort> Query { get; init; }
-
-    /// <summary>Keys as elements.</summary>
-    public ArrayView<ushort> Key { get; init; }
-
-    /// <summary>Values as elements.</summary>
-    public ArrayView<ushort> Value { get; init; }
-
-    /// <summary>Output gradient as elements (backward).</summary>
-    public ArrayView<ushort> OutputGrad { get; init; }
-
-    /// <summary>Forward output as elements (the delta pass).</summary>
-    public ArrayView<ushort> Output { get; init; }
-
-    /// <summary>Queries as element pairs.</summary>
-    public ArrayView<uint> QueryPairs { get; init; }
-
-    /// <summary>Keys as element pairs.</summary>
-    public ArrayView<uint> KeyPairs { get; init; }
-
-    /// <summary>Values as element pairs.</summary>
-    public ArrayView<uint> ValuePairs { get; init; }
-
-    /// <summary>Output gradient as element pairs.</summary>
-    public ArrayView<uint> OutputGradPairs { get; init; }
-
-    /// <summary>Where the forward writes the output, or a backward pass its gradient, as element pairs.</summary>
-    public ArrayView<uint> ResultPairs { get; init; }
-
-    /// <summary>Where the dK/dV pass writes dV, as element pairs.</summary>
-    public ArrayView<uint> SecondResultPairs { get; init; }
-
-    /// <summary>Log-sum-exp of each row's scaled scores in base 2, <c>[batch, heads, ctx]</c>; +inf for a row with nothing to attend to.</summary>
-    public ArrayView<float> LogSumExp { get; init; }
-
-    /// <summary><c>rowsum(O * dO)</c>, <c>[batch, heads, ctx]</c>.</summary>
-    public ArrayView<float> Delta { get; init; }
-
-    /// <summary>Problem sizes.</summary>
-    public Dims Dims { get; init; }
-
-    /// <summary>The plan's tables.</summary>
-    public PlanTables Plan { get; init; }
-
-    /// <summary>The attention scale.</summary>
-    public float Scale { get; init; }
-
-    /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
-    public int AutoregressAtKey { get; init; }
-
-    /// <summary>Index of row <paramref name="token"/> of (sequence, head) <paramref name="sequenceHead"/> in <see cref="LogSumExp"/> and <see cref="Delta"/>.</summary>
-    public long RowIndex(int sequenceHead, int token) => (long)sequenceHead * Dims.Ctx + token;
-}
-
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
 {
@@ -92,16 +34,16 @@ public static partial class FlashKernels
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
     /// <summary>Writes the attention output and each row's log-sum-exp.</summary>
-    public static void LaunchForward<TElement>(Accelerator accelerator, in FlashParams p)
+    public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var kernel = KernelsFor<TElement>(p.Dims.HeadDim).Forward;
-        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p), p);
+        var kernel = KernelsFor<TElement>(p.Problem.Dims.HeadDim).Forward;
+        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, Config(accelerator, p.Problem), p);
     }
 
     // The forward, dQ and dK/dV kernels specialised for a head dim: their accumulators are register tiles of that width.
-    private static (Action<FlashParams> Forward, Action<FlashParams> QueryGrad, Action<FlashParams> KeyValueGrad) KernelsFor<TElement>(int headDim)
+    private static (Action<FlashForwardParams> Forward, Action<FlashQueryGradParams> QueryGrad, Action<FlashKeyValueGradParams> KeyValueGrad) KernelsFor<TElement>(int headDim)
         where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
         {
             32 => (ForwardKernel<TElement, Features32>, QueryGradKernel<TElement, Features32>, KeyValueGradKernel<TElement, Features32>),
@@ -111,17 +53,18 @@ public static partial class FlashKernels
         };
 
     // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
-    private static KernelConfig Config(Accelerator accelerator, in FlashParams p) =>
+    private static KernelConfig Config(Accelerator accelerator, in FlashProblem p) =>
         new(new Index3D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads, 1), new Index3D(p.Plan.BlockSize / 16 * 32, 1, 1), MmaEmulation.SharedMemory(accelerator, p.Plan.BlockSize / 16));
 
-    internal static void ForwardKernel<TElement, TTiles>(FlashParams p)
+    internal static void ForwardKernel<TElement, TTiles>(FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTiles : struct, IFeatureTiles
     {
-        var warp = new FlashWarp(p, transposed: false);
+        var problem = p.Problem;
+        var warp = new FlashWarp(problem, transposed: false);
         int g = warp.G, t = warp.T;
-        var dims = p.Dims;
-        var scaleLog2 = p.Scale * Base2.Log2E;
+        var dims = problem.Dims;
+        var scaleLog2 = problem.Scale * Base2.Log2E;
         var output = default(TTiles);
         var scores = default(ScoreTile);
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
@@ -130,10 +73,10 @@ public static partial class FlashKernels
         for (var entry = warp.Start; entry < warp.End; entry++)
         {
             var block = warp.Block(entry);
-            for (var chunk = 0; chunk < p.Plan.BlockSize; chunk += 16)
+            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
             {
                 var key = block.Other + chunk;
-                if (!warp.Keeps(p, block, chunk, out var allowed))
+                if (!warp.Keeps(problem, block, chunk, out var allowed))
                 {
                     continue;
                 }
@@ -158,11 +101,11 @@ public static partial class FlashKernels
 
         sumLow = ScoreTile.QuadSum(sumLow);
         sumHigh = ScoreTile.QuadSum(sumHigh);
-        output.Store<TElement>(p.ResultPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
+        output.Store<TElement>(p.OutputPairs, dims.Index(warp.N, warp.First + g, warp.H, 2 * t), 8 * warp.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
         if (t == 0)
         {
-            p.LogSumExp[p.RowIndex(Grid.IdxY, warp.First + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
-            p.LogSumExp[p.RowIndex(Grid.IdxY, warp.First + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
+            p.LogSumExp[problem.RowIndex(Grid.IdxY, warp.First + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
+            p.LogSumExp[problem.RowIndex(Grid.IdxY, warp.First + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
         }
     }
 }

@@ -13,7 +13,7 @@ internal readonly struct FlashWarp
     private readonly bool transposed;
     private readonly int layoutHead;
 
-    public FlashWarp(in FlashParams p, bool transposed)
+    public FlashWarp(in FlashProblem p, bool transposed)
     {
         plan = p.Plan;
         this.transposed = transposed;
@@ -66,7 +66,7 @@ internal readonly struct FlashWarp
     /// Which elements of the 16x16 tile at <paramref name="chunk"/> of <paramref name="block"/> this lane keeps
     /// (<see cref="ScoreTile"/>'s bit order); false when no lane of the warp keeps any, so the tile is skipped.
     /// </summary>
-    public bool Keeps(in FlashParams p, in PairedBlock block, int chunk, out int allowed)
+    public bool Keeps(in FlashProblem p, in PairedBlock block, int chunk, out int allowed)
     {
         allowed = ChunkMask.All;
         var other = block.Other + chunk;

@@ -1,0 +1,132 @@
+using ILGPU;
+using SparseAttention.Kernels.Common;
+
+namespace SparseAttention.Kernels.Fused;
+
+/// <summary>What every LUT-walking fused kernel reads: sizes, the plan's tables, the scale and the decoding rule.</summary>
+public readonly struct FlashProblem
+{
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>The plan's tables.</summary>
+    public PlanTables Plan { get; init; }
+
+    /// <summary>The attention scale.</summary>
+    public float Scale { get; init; }
+
+    /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
+    public int AutoregressAtKey { get; init; }
+
+    /// <summary>Index of row <paramref name="token"/> of (sequence, head) <paramref name="sequenceHead"/> in the per-row <c>[batch, heads, ctx]</c> arrays (log-sum-exp, delta).</summary>
+    public long RowIndex(int sequenceHead, int token) => (long)sequenceHead * Dims.Ctx + token;
+}
+
+/// <summary>Arguments of the fused forward.</summary>
+public readonly struct FlashForwardParams
+{
+    /// <summary>Sizes, tables, scale and decoding rule.</summary>
+    public FlashProblem Problem { get; init; }
+
+    /// <summary>Queries <c>[batch, ctx, heads * headDim]</c> as element pairs.</summary>
+    public ArrayView<uint> QueryPairs { get; init; }
+
+    /// <summary>Keys as element pairs.</summary>
+    public ArrayView<uint> KeyPairs { get; init; }
+
+    /// <summary>Values as elements.</summary>
+    public ArrayView<ushort> Value { get; init; }
+
+    /// <summary>Values as element pairs.</summary>
+    public ArrayView<uint> ValuePairs { get; init; }
+
+    /// <summary>The attention output as element pairs.</summary>
+    public ArrayView<uint> OutputPairs { get; init; }
+
+    /// <summary>Log-sum-exp of each row's scaled scores in base 2, <c>[batch, heads, ctx]</c>; +inf for a row with nothing to attend to.</summary>
+    public ArrayView<float> LogSumExp { get; init; }
+}
+
+/// <summary>Arguments of the delta pass, <c>rowsum(O * dO)</c>.</summary>
+public readonly struct FlashDeltaParams
+{
+    /// <summary>Problem sizes.</summary>
+    public Dims Dims { get; init; }
+
+    /// <summary>Forward output as elements.</summary>
+    public ArrayView<ushort> Output { get; init; }
+
+    /// <summary>Output gradient as elements.</summary>
+    public ArrayView<ushort> OutputGrad { get; init; }
+
+    /// <summary><c>rowsum(O * dO)</c>, <c>[batch, heads, ctx]</c>.</summary>
+    public ArrayView<float> Delta { get; init; }
+}
+
+/// <summary>Arguments of the dQ pass.</summary>
+public readonly struct FlashQueryGradParams
+{
+    /// <summary>Sizes, tables, scale and decoding rule.</summary>
+    public FlashProblem Problem { get; init; }
+
+    /// <summary>Queries as element pairs.</summary>
+    public ArrayView<uint> QueryPairs { get; init; }
+
+    /// <summary>Keys as elements.</summary>
+    public ArrayView<ushort> Key { get; init; }
+
+    /// <summary>Keys as element pairs.</summary>
+    public ArrayView<uint> KeyPairs { get; init; }
+
+    /// <summary>Values as element pairs.</summary>
+    public ArrayView<uint> ValuePairs { get; init; }
+
+    /// <summary>Output gradient as element pairs.</summary>
+    public ArrayView<uint> OutputGradPairs { get; init; }
+
+    /// <summary>The forward's log-sum-exp per row.</summary>
+    public ArrayView<float> LogSumExp { get; init; }
+
+    /// <summary>The delta pass's result per row.</summary>
+    public ArrayView<float> Delta { get; init; }
+
+    /// <summary>Where dQ goes, as element pairs.</summary>
+    public ArrayView<uint> QueryGradPairs { get; init; }
+}
+
+/// <summary>Arguments of the dK/dV pass.</summary>
+public readonly struct FlashKeyValueGradParams
+{
+    /// <summary>Sizes, tables, scale and decoding rule.</summary>
+    public FlashProblem Problem { get; init; }
+
+    /// <summary>Queries as elements.</summary>
+    public ArrayView<ushort> Query { get; init; }
+
+    /// <summary>Queries as element pairs.</summary>
+    public ArrayView<uint> QueryPairs { get; init; }
+
+    /// <summary>Keys as element pairs.</summary>
+    public ArrayView<uint> KeyPairs { get; init; }
+
+    /// <summary>Values as element pairs.</summary>
+    public ArrayView<uint> ValuePairs { get; init; }
+
+    /// <summary>Output gradient as elements.</summary>
+    public ArrayView<ushort> OutputGrad { get; init; }
+
+    /// <summary>Output gradient as element pairs.</summary>
+    public ArrayView<uint> OutputGradPairs { get; init; }
+
+    /// <summary>The forward's log-sum-exp per row.</summary>
+    public ArrayView<float> LogSumExp { get; init; }
+
+    /// <summary>The delta pass's result per row.</summary>
+    public ArrayView<float> Delta { get; init; }
+
+    /// <summary>Where dK goes, as element pairs.</summary>
+    public ArrayView<uint> KeyGradPairs { get; init; }
+
+    /// <summary>Where dV goes, as element pairs.</summary>
+    public ArrayView<uint> ValueGradPairs { get; init; }
+}
