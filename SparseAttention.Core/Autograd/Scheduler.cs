@@ -9,8 +9,9 @@ namespace SparseAttention.Autograd;
 /// <remarks>
 /// The model replays backward over the entries: at each entry, the tape keeps what the entries before it keep (their
 /// inputs only where they recompute), plus everything of the entries a recompute has brought back (the entry itself,
-/// and the producers of evicted outputs it reads, which stay until their own backward). Tensors the caller made
-/// (never produced on the tape) are not counted. Decisions only ever free memory, so they can be made during forward.
+/// its fresh output, and the producers of evicted outputs it reads, which stay until their own backward). The caller's
+/// tensors (inputs no op made) are not counted; everything else an entry keeps is, its output or a tensor its forward
+/// saved without returning it. Decisions only ever free memory, so they can be made during forward.
 /// </remarks>
 internal sealed class Scheduler(Tape tape, TapePolicy policy)
 {
@@ -21,7 +22,9 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
     /// <summary>Applies the policy after <paramref name="entry"/> was recorded.</summary>
     public void Recorded(TapeEntry entry)
     {
-        model.Add(([.. entry.Kept.Select(Id)], [.. entry.Inputs.Select(Id)], Id(entry.Output), Math.Max(entry.Flops, 1)));
+        // Inputs first: a caller's tensor an op also saves must count as the caller's.
+        int[] inputs = [.. entry.Inputs.Select(t => Id(t, input: true))];
+        model.Add(([.. entry.Kept.Select(t => Id(t, input: false))], inputs, Id(entry.Output, input: false), Math.Max(entry.Flops, 1)));
         switch (policy.Kind)
         {
             case TapePolicyKind.RecomputeAll when entry.HasSomethingToDrop:
@@ -32,8 +35,6 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
                 EvictSquareRoot();
                 break;
             case TapePolicyKind.Budget:
-                // The inputs stay so that a later, tighter moment can still choose to recompute this entry.
-                entry.RetainInputs();
                 FitBudget();
                 break;
         }
@@ -57,8 +58,8 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
     public ScheduleReport Report()
     {
         var entries = tape.Entries;
-        var keepAll = Peak(new bool[entries.Count], new bool[entries.Count], retainInputs: false);
-        var current = Peak(Recomputing(), Evicted(), policy.Kind == TapePolicyKind.Budget);
+        var keepAll = Moments(new bool[entries.Count], new bool[entries.Count]).Max();
+        var current = Moments(Recomputing(), Evicted()).Max();
         var rows = entries.Select((e, i) => new ScheduledEntry(e.Name, e.Recomputes, e.OutputEvicted, Bytes(model[i].Kept.Except(model[i].Inputs)), e.Flops)).ToList();
         return new ScheduleReport(policy, rows, keepAll, current, entries.Where(e => e.Recomputes).Sum(e => e.Flops));
     }
@@ -70,39 +71,50 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
         var k = (int)Math.Ceiling(Math.Sqrt(entries.Count));
         for (var i = 0; i < entries.Count; i++)
         {
-            if ((i + 1) % k != 0 && Evictable(entries[i]))
+            if ((i + 1) % k != 0 && entries[i].Recomputes && OutputEvictable(entries[i]))
             {
                 entries[i].EvictOutput();
             }
         }
     }
 
-    // Greedy: while the expected peak is over budget, take the action that lowers it most per FLOP it adds (evicting a
-    // recomputed entry's output adds none: that entry runs again anyway); stop when no action lowers it.
+    // Greedy: while the expected peak is over budget, take the action that most lowers the bytes over budget, summed
+    // over every moment, per FLOP it adds. The sum, not the peak, is what is lowered: where several moments share the
+    // peak, no single action lowers the peak, yet each step towards it counts. An action is a recompute, the eviction
+    // of a recomputed entry's output (no FLOPs: that entry runs again anyway), or both at once (an entry whose kept
+    // tensors are only its inputs saves nothing by recomputing, but then its output can go). Stops when no action
+    // lowers the excess; the peak then is the smallest this greedy reaches from here.
     private long FitBudget()
     {
         var entries = tape.Entries;
         var (recompute, evicted) = (Recomputing(), Evicted());
-        var peak = Peak(recompute, evicted, retainInputs: true);
-        (double Score, long Peak, Action Apply)? best = null;
+        var (peak, excess) = Measure(recompute, evicted);
         while (peak > policy.BudgetBytes)
         {
-            best = null;
+            (double Score, long Peak, long Excess, Action Apply)? best = null;
             for (var i = 0; i < entries.Count; i++)
             {
                 var entry = entries[i];
-                if (!recompute[i] && entry.HasSomethingToDrop)
+                var canRecompute = !recompute[i] && entry.Inputs.All(t => t.IsHeld);
+                if (canRecompute && entry.HasSomethingToDrop)
                 {
-                    recompute[i] = true;
-                    Consider(Peak(recompute, evicted, retainInputs: true), model[i].Flops, entry.SwitchToRecompute);
-                    recompute[i] = false;
+                    Consider([i], [], entry.SwitchToRecompute);
                 }
 
-                if (recompute[i] && !evicted[i] && Evictable(entry))
+                if (!evicted[i] && OutputEvictable(entry))
                 {
-                    evicted[i] = true;
-                    Consider(Peak(recompute, evicted, retainInputs: true), 0, entry.EvictOutput);
-                    evicted[i] = false;
+                    if (recompute[i])
+                    {
+                        Consider([], [i], entry.EvictOutput);
+                    }
+                    else if (canRecompute)
+                    {
+                        Consider([i], [i], () =>
+                        {
+                            entry.SwitchToRecompute();
+                            entry.EvictOutput();
+                        });
+                    }
                 }
             }
 
@@ -112,27 +124,38 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
             }
 
             chosen.Apply();
-            (recompute, evicted, peak) = (Recomputing(), Evicted(), chosen.Peak);
+            (recompute, evicted, peak, excess) = (Recomputing(), Evicted(), chosen.Peak, chosen.Excess);
+
+            void Consider(int[] recomputes, int[] evicts, Action apply)
+            {
+                Array.ForEach(recomputes, i => recompute[i] = true);
+                Array.ForEach(evicts, i => evicted[i] = true);
+                var (candidatePeak, candidateExcess) = Measure(recompute, evicted);
+                Array.ForEach(recomputes, i => recompute[i] = false);
+                Array.ForEach(evicts, i => evicted[i] = false);
+                var score = (double)(excess - candidateExcess) / (recomputes.Sum(i => model[i].Flops) + 1);
+                if (candidateExcess < excess && (best is null || score > best.Value.Score || (score == best.Value.Score && candidatePeak < best.Value.Peak)))
+                {
+                    best = (score, candidatePeak, candidateExcess, apply);
+                }
+            }
         }
 
         return peak;
-
-        void Consider(long candidate, long flops, Action apply)
-        {
-            var score = (double)(peak - candidate) / (flops + 1);
-            if (candidate < peak && (best is null || score > best.Value.Score))
-            {
-                best = (score, candidate, apply);
-            }
-        }
     }
 
-    /// <summary>The most bytes the tape keeps at once, through the end of forward and every step of backward.</summary>
-    private long Peak(bool[] recompute, bool[] evicted, bool retainInputs)
+    private (long Peak, long Excess) Measure(bool[] recompute, bool[] evicted)
+    {
+        var moments = Moments(recompute, evicted);
+        return (moments.Max(), moments.Sum(bytes => Math.Max(0, bytes - policy.BudgetBytes)));
+    }
+
+    /// <summary>The bytes the tape keeps at every step of backward, the first also covering the end of forward; 0 for an empty tape.</summary>
+    private List<long> Moments(bool[] recompute, bool[] evicted)
     {
         var count = model.Count;
         var pending = new bool[count];
-        long peak = 0;
+        var moments = new List<long>(count + 1);
         for (var j = count - 1; j >= 0; j--)
         {
             foreach (var id in recompute[j] ? model[j].Inputs : model[j].Kept)
@@ -153,10 +176,6 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
                 else
                 {
                     live.UnionWith(recompute[u] ? model[u].Inputs : model[u].Kept);
-                    if (retainInputs)
-                    {
-                        live.UnionWith(model[u].Inputs);
-                    }
                 }
             }
 
@@ -168,11 +187,12 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
                 }
             }
 
-            peak = Math.Max(peak, live.Sum(id => bytes[id]));
+            moments.Add(live.Sum(id => bytes[id]));
             pending[j] = false;
         }
 
-        return peak;
+        moments.Add(0);
+        return moments;
 
         void Restore(int id, int before)
         {
@@ -188,8 +208,9 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
         }
     }
 
-    private bool Evictable(TapeEntry entry) =>
-        entry.Recomputes && !entry.OutputEvicted && entry.Output.ReleasedByCaller && entry.Output.CanEvict && entry != tape.Entries[^1];
+    // An output can go once the caller has let it go, unless it is the last entry's, which backward starts from.
+    private bool OutputEvictable(TapeEntry entry) =>
+        !entry.OutputEvicted && entry.Output.ReleasedByCaller && entry.Output.CanEvict && entry != tape.Entries[^1];
 
     private bool[] Recomputing() => [.. tape.Entries.Select(e => e.Recomputes)];
 
@@ -197,17 +218,21 @@ internal sealed class Scheduler(Tape tape, TapePolicy policy)
 
     private long Bytes(IEnumerable<int> tensorIds) => tensorIds.Distinct().Sum(id => bytes[id]);
 
-    private int Id(IDeviceTensor tensor)
+    // A tensor counts unless it is the caller's: an entry's input that no op on the tape made.
+    private int Id(IDeviceTensor tensor, bool input)
     {
         if (!ids.TryGetValue(tensor, out var id))
         {
             id = ids.Count;
             ids[tensor] = id;
-            bytes.Add(0);
+            bytes.Add(tensor.SizeInBytes);
         }
 
-        // Whether the tape made it is known only once its producer is recorded, so the count is refreshed at every sight.
-        bytes[id] = tape.Produced(tensor) ? tensor.SizeInBytes : 0;
+        if (input && !tape.Produced(tensor))
+        {
+            bytes[id] = 0;
+        }
+
         return id;
     }
 }

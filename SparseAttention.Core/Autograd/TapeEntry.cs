@@ -36,19 +36,11 @@ internal abstract class TapeEntry(string name, IDeviceTensor[] inputs, IDeviceTe
     /// <summary>A recompute run ahead of this entry's backward (to restore its evicted output), with its fresh output.</summary>
     public (Tape Tape, IDeviceTensor Output)? Pending { get; set; }
 
-    /// <summary>Keeps the inputs alive so the scheduler can still choose to recompute this entry later.</summary>
-    public void RetainInputs()
-    {
-        if (!inputsRetained)
-        {
-            inputsRetained = true;
-            DistinctInputs().ForEach(t => t.Retain());
-        }
-    }
-
+    /// <summary>Keeps only the inputs (alive until this entry's backward), dropping the rest of what it kept.</summary>
     public void SwitchToRecompute()
     {
-        RetainInputs();
+        inputsRetained = true;
+        DistinctInputs().ForEach(t => t.Retain());
         DropKept();
         Recomputes = true;
     }

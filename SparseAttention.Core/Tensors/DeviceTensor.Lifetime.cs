@@ -14,6 +14,8 @@ public sealed partial class DeviceTensor<T>
 
     bool IDeviceTensor.ReleasedByCaller => callerReleased;
 
+    bool IDeviceTensor.IsHeld => holds > 0;
+
     bool IDeviceTensor.CanEvict => ownsBuffer && storage is not null;
 
     void IDeviceTensor.Retain() => holds++;

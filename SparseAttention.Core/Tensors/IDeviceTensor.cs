@@ -23,6 +23,9 @@ public interface IDeviceTensor : IDisposable
     /// <summary>Whether the caller disposed it (a tape may still keep it).</summary>
     internal bool ReleasedByCaller { get; }
 
+    /// <summary>Whether the caller or a tape still holds it (an evicted one too: the tape restores it).</summary>
+    internal bool IsHeld { get; }
+
     /// <summary>Whether its buffer is the tensor's own and so may be evicted and restored.</summary>
     internal bool CanEvict { get; }
 

@@ -26,7 +26,7 @@ public readonly struct SddTensorCoreParams
 }
 
 /// <summary>What the tensor-core SDD kernel is launched with: the caller's arguments and the launcher's run length.</summary>
-internal readonly struct SddTensorCoreLaunch
+public readonly struct SddTensorCoreLaunch
 {
     /// <summary>The caller's arguments.</summary>
     public SddTensorCoreParams Params { get; init; }

@@ -2,6 +2,7 @@ using SparseAttention.Accelerators;
 using SparseAttention.Attention;
 using SparseAttention.Autograd;
 using SparseAttention.Layouts;
+using SparseAttention.Planning;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Tests.Support;
@@ -14,6 +15,8 @@ namespace SparseAttention.Tests.Support;
 internal sealed class LayerStack<T>(ComputeDevice device, AttentionShape shape, int layers, AttentionPattern pattern, Random random)
     where T : unmanaged
 {
+    private const int BlockSize = 16;
+
     private readonly float[] input = TestData.Values<float>(random, shape.Elements).Values;
     private readonly float[] outputGrad = TestData.Values<float>(random, shape.Elements).Values;
     private readonly float[][] weights = [.. Enumerable.Range(0, layers).Select(_ => TestData.Values<float>(random, (long)shape.Embedding * shape.Embedding, 0.2).Values)];
@@ -30,6 +33,9 @@ internal sealed class LayerStack<T>(ComputeDevice device, AttentionShape shape, 
         using var x = DeviceTensor<float>.FromSpan(device, input, shape.Batch, shape.Ctx, shape.Embedding);
         using var grad = DeviceTensor<float>.FromSpan(device, outputGrad, shape.Batch, shape.Ctx, shape.Embedding);
         var w = weights.Select(data => DeviceTensor<float>.FromSpan(device, data, shape.Embedding, shape.Embedding)).ToArray();
+
+        // The plan's tables stay on the device after the first step: uploaded here, they are not the step's bytes.
+        device.Upload(BlockSparsePlan.For(pattern.ToLayout(shape.Ctx, BlockSize, shape.Heads)));
         device.Synchronize();
         var baseline = device.AllocatedBytes;
         device.ResetPeak();
@@ -70,11 +76,11 @@ internal sealed class LayerStack<T>(ComputeDevice device, AttentionShape shape, 
     {
         if (typeof(T) == typeof(float))
         {
-            return BlockSparseAttention.Compute(x, x, x, shape.Heads, pattern, 16, tape: tape);
+            return BlockSparseAttention.Compute(x, x, x, shape.Heads, pattern, BlockSize, tape: tape);
         }
 
         using var narrow = HostOps.Cast<float, T>(tape, x);
-        using var attended = BlockSparseAttention.Compute(narrow, narrow, narrow, shape.Heads, pattern, 16, tape: tape);
+        using var attended = BlockSparseAttention.Compute(narrow, narrow, narrow, shape.Heads, pattern, BlockSize, tape: tape);
         return HostOps.Cast<T, float>(tape, attended);
     }
 }
