@@ -22,6 +22,12 @@ internal static class BenchCommand
 
     public static int Run(CommandLine line)
     {
+        // The scheduler's case also runs on the CPU accelerator at a small size, to check it there.
+        if (line.Text("section") == "scheduler")
+        {
+            return SchedulerBench.Run(line);
+        }
+
         using var device = ComputeDevice.CreateDefault();
         if (!device.IsCuda)
         {

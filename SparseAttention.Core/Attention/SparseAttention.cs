@@ -32,20 +32,13 @@ public static class BlockSparseAttention
         // Strided: transpose tokens so positions L apart become neighbours, attend there, transpose back (docs/semantics.md §9).
         // autoregressAtKey speaks of natural positions; on the four built-in patterns it removes nothing (docs/semantics.md §7).
         var stride = pattern.AttentionLength;
-        var (qt, kt, vt) = (Permute(q, stride, false, tape), Permute(k, stride, false, tape), Permute(v, stride, false, tape));
-        var transposedOutput = Run(qt, kt, vt, call with { AutoregressAtKey = null }, tape);
+        using var qt = Permute(q, stride, false, tape);
+        using var kt = Permute(k, stride, false, tape);
+        using var vt = Permute(v, stride, false, tape);
 
-        // The fused backward reads the attention output, so it lives until the attention's backward has run.
-        tape?.ReleaseWithLast(transposedOutput);
+        // A tape keeps what the attention's backward reads (the permuted inputs, the fused path's output) after these disposals.
+        using var transposedOutput = Run(qt, kt, vt, call with { AutoregressAtKey = null }, tape);
         var output = Permute(transposedOutput, stride, true, tape);
-        if (tape is null)
-        {
-            qt.Dispose();
-            kt.Dispose();
-            vt.Dispose();
-            transposedOutput.Dispose();
-        }
-
         return output;
     }
 
@@ -130,68 +123,78 @@ public static class BlockSparseAttention
         where TWeight : unmanaged
     {
         var step = new AttentionStep<T, TWeight>(call);
-        var probabilities = step.Probabilities(q, k);
-        var output = step.Output(probabilities, v);
-        if (tape is null)
-        {
-            probabilities.Dispose();
-            return output;
-        }
+        return Tape.Run(
+            tape,
+            "attention",
+            [q, k, v],
+            context =>
+            {
+                using var probabilities = step.Probabilities(q, k);
+                context.Save(q, k, v);
+                if (!call.Recompute)
+                {
+                    context.Save(probabilities);
+                }
 
-        DeviceTensor<TWeight>? saved = probabilities;
-        if (call.Recompute)
-        {
-            probabilities.Dispose();
-            saved = null;
-        }
-
-        tape.Record(new TapeEntry<T>([q, k, v], output, grad => step.Backward(q, k, v, saved, grad), saved));
-        return output;
+                return step.Output(probabilities, v);
+            },
+            (context, grad) => step.Backward(q, k, v, call.Recompute ? null : context.Saved<TWeight>(3), grad),
+            Flops(call));
     }
 
     private static DeviceTensor<T> RunFused<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, AttentionCall call, Tape? tape)
         where T : unmanaged
     {
         var step = new FusedAttention<T>(call);
-        var (output, logSumExp) = step.Forward(q, k, v);
-        if (tape is null || call.Recompute)
-        {
-            logSumExp.Dispose();
-        }
-
-        if (tape is null)
-        {
-            return output;
-        }
-
-        if (!call.Recompute)
-        {
-            tape.Record(new TapeEntry<T>([q, k, v], output, grad => step.Backward(q, k, v, output, logSumExp, grad), logSumExp));
-            return output;
-        }
-
-        // Recompute keeps nothing but the inputs: backward runs the forward again for its output and log-sum-exp.
-        tape.Record(new TapeEntry<T>([q, k, v], output, grad =>
-        {
-            var (again, againLogSumExp) = step.Forward(q, k, v);
-            using (again)
-            using (againLogSumExp)
+        return Tape.Run(
+            tape,
+            "attention",
+            [q, k, v],
+            context =>
             {
-                return step.Backward(q, k, v, again, againLogSumExp, grad);
-            }
-        }, null));
-        return output;
+                var (output, logSumExp) = step.Forward(q, k, v);
+                using (logSumExp)
+                {
+                    context.Save(q, k, v);
+                    if (!call.Recompute)
+                    {
+                        context.Save(output, logSumExp);
+                    }
+                }
+
+                return output;
+            },
+            (context, grad) =>
+            {
+                if (!call.Recompute)
+                {
+                    return step.Backward(q, k, v, context.Saved<T>(3), context.Saved<float>(4), grad);
+                }
+
+                // The per-call recompute keeps nothing but the inputs: the forward runs again for its output and log-sum-exp.
+                var (again, againLogSumExp) = step.Forward(q, k, v);
+                using (again)
+                using (againLogSumExp)
+                {
+                    return step.Backward(q, k, v, again, againLogSumExp, grad);
+                }
+            },
+            Flops(call));
     }
 
-    // On a tape, each forward permutation owns its output, the transposed q, k or v, so the tape frees it once its
-    // backward has run (or when the tape is disposed): the attention backward that reads it runs before theirs.
+    // Two matrix products over the enabled blocks: what a recompute of the forward costs the scheduler.
+    private static long Flops(AttentionCall call) =>
+        4L * call.Dims.Batch * call.Dims.Heads * call.Plan.BlocksPerHead * call.Plan.BlockSize * call.Plan.BlockSize * call.Dims.HeadDim;
+
+    // Only bytes move; its cost to the scheduler is the elements it copies.
     private static DeviceTensor<T> Permute<T>(DeviceTensor<T> input, int stride, bool inverse, Tape? tape)
-        where T : unmanaged
-    {
-        var output = TensorOps.StridedTranspose(input, stride, inverse);
-        tape?.Record(new TapeEntry<T>([input], output, grad => [TensorOps.StridedTranspose(grad, stride, !inverse)], inverse ? null : output));
-        return output;
-    }
+        where T : unmanaged => Tape.Run(
+            tape,
+            "permute",
+            [input],
+            _ => TensorOps.StridedTranspose(input, stride, inverse),
+            (_, grad) => [TensorOps.StridedTranspose(grad, stride, !inverse)],
+            input.Length);
 
     private static int CheckInputs<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads)
         where T : unmanaged

@@ -1,33 +1,31 @@
-using SparseAttention.Ops;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Autograd;
 
-/// <summary>The gradients a backward pass produced, keyed by tensor identity. Owns them until disposed.</summary>
-/// <typeparam name="T">Element type.</typeparam>
-public sealed class Gradients<T> : IDisposable
-    where T : unmanaged
+/// <summary>The gradients a backward pass produced, keyed by tensor identity, of any element type. Owns them until disposed.</summary>
+public sealed class Gradients : IDisposable
 {
-    private readonly Dictionary<DeviceTensor<T>, DeviceTensor<T>> byTensor = new(ReferenceEqualityComparer.Instance);
-    private readonly DeviceTensor<T> callerGrad;
+    private readonly Dictionary<IDeviceTensor, IDeviceTensor> byTensor = new(ReferenceEqualityComparer.Instance);
+    private readonly IDeviceTensor callerGrad;
 
-    internal Gradients(DeviceTensor<T> callerGrad) => this.callerGrad = callerGrad;
+    internal Gradients(IDeviceTensor callerGrad) => this.callerGrad = callerGrad;
 
     /// <summary>The gradient of <paramref name="tensor"/>.</summary>
-    /// <exception cref="ArgumentException">No recorded op received <paramref name="tensor"/>.</exception>
-    public DeviceTensor<T> Of(DeviceTensor<T> tensor)
+    /// <exception cref="ArgumentException">No gradient flowed to <paramref name="tensor"/>.</exception>
+    public DeviceTensor<T> Of<T>(DeviceTensor<T> tensor)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if (!byTensor.TryGetValue(tensor, out var grad))
         {
-            Guard.Throw(nameof(tensor), "no gradient flowed to this tensor: it was not an input of a recorded op");
+            Guard.Throw(nameof(tensor), "no gradient flowed to this tensor: it fed no recorded op, or it does not require one");
         }
 
-        return grad;
+        return (DeviceTensor<T>)grad;
     }
 
     /// <summary>Whether <paramref name="tensor"/> received a gradient.</summary>
-    public bool Contains(DeviceTensor<T> tensor) => byTensor.ContainsKey(tensor);
+    public bool Contains(IDeviceTensor tensor) => byTensor.ContainsKey(tensor);
 
     /// <summary>Frees every gradient.</summary>
     public void Dispose()
@@ -41,31 +39,34 @@ public sealed class Gradients<T> : IDisposable
     }
 
     /// <summary>Removes and returns the gradient of an op's output, if any reached it.</summary>
-    internal DeviceTensor<T>? Take(DeviceTensor<T> output) => byTensor.Remove(output, out var grad) ? grad : null;
+    internal IDeviceTensor? Take(IDeviceTensor output) => byTensor.Remove(output, out var grad) ? grad : null;
 
     /// <summary>Adds <paramref name="grad"/> to the gradient of <paramref name="tensor"/>, taking ownership of it.</summary>
-    internal void Accumulate(DeviceTensor<T> tensor, DeviceTensor<T> grad)
+    internal void Accumulate(IDeviceTensor tensor, IDeviceTensor grad)
     {
-        if (byTensor.TryGetValue(tensor, out var existing))
+        if (!byTensor.TryGetValue(tensor, out var existing))
         {
-            TensorOps.AddInPlace(existing, grad);
-            Release(grad);
+            byTensor[tensor] = grad;
+        }
+        else if (ReferenceEquals(existing, callerGrad))
+        {
+            // The caller's output gradient is read, never written: the sum goes into the new gradient instead.
+            grad.AddInPlace(existing);
+            byTensor[tensor] = grad;
         }
         else
         {
-            byTensor[tensor] = grad;
+            existing.AddInPlace(grad);
+            Release(grad);
         }
     }
 
     /// <summary>Frees a gradient unless it is the caller's own output gradient.</summary>
-    internal void Release(DeviceTensor<T> grad)
+    internal void Release(IDeviceTensor grad)
     {
         if (!ReferenceEquals(grad, callerGrad))
         {
             grad.Dispose();
         }
     }
-
-    /// <summary>Seeds the backward pass with the caller's output gradient.</summary>
-    internal void Seed(DeviceTensor<T> output) => byTensor[output] = callerGrad;
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using SparseAttention.Accelerators;
@@ -7,16 +8,17 @@ namespace SparseAttention.Tensors;
 
 /// <summary>
 /// A dense row-major tensor on a <see cref="ComputeDevice"/>: fp32, <see cref="System.Half"/> or <see cref="BFloat16"/>.
-/// Owns its buffer, or borrows a caller's ILGPU view without copying.
+/// Owns its buffer, or borrows a caller's ILGPU view without copying. A <see cref="Autograd.Tape"/> that needs the
+/// tensor for backward keeps its buffer alive after the caller disposes it, like a reference PyTorch's autograd holds.
 /// </summary>
 /// <typeparam name="T">Element type.</typeparam>
-public sealed class DeviceTensor<T> : IDisposable
+public sealed partial class DeviceTensor<T> : IDeviceTensor
     where T : unmanaged
 {
-    private readonly MemoryBuffer1D<T, Stride1D.Dense>? owned;
     private readonly int[] shape;
-    private readonly ArrayView1D<T, Stride1D.Dense> viewValue;
-    private bool disposed;
+    private readonly bool ownsBuffer;
+    private Storage? storage;
+    private ArrayView1D<T, Stride1D.Dense> viewValue;
 
     private DeviceTensor(ComputeDevice device, ArrayView1D<T, Stride1D.Dense> view, MemoryBuffer1D<T, Stride1D.Dense>? owned, int[] shape)
     {
@@ -26,7 +28,8 @@ public sealed class DeviceTensor<T> : IDisposable
         }
 
         Device = device;
-        this.owned = owned;
+        ownsBuffer = owned is not null;
+        storage = owned is null ? null : new Storage(owned);
         this.shape = shape;
         viewValue = view;
     }
@@ -41,15 +44,24 @@ public sealed class DeviceTensor<T> : IDisposable
     public long Length => viewValue.Length;
 
     /// <summary>Whether the buffer belongs to this tensor (false when it wraps a caller's view).</summary>
-    public bool OwnsBuffer => owned is not null;
+    public bool OwnsBuffer => ownsBuffer;
+
+    /// <summary>Bytes of the data.</summary>
+    public long SizeInBytes => Length * Unsafe.SizeOf<T>();
+
+    /// <summary>The element type.</summary>
+    public Type ElementType => typeof(T);
+
+    /// <summary>Whether a backward pass computes this tensor's gradient (default true); false for data such as token inputs.</summary>
+    public bool RequiresGrad { get; set; } = true;
 
     /// <summary>The data as an ILGPU view, for kernels of the caller's own.</summary>
-    /// <exception cref="ObjectDisposedException">The tensor was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The tensor was disposed and no tape keeps it.</exception>
     public ArrayView1D<T, Stride1D.Dense> View
     {
         get
         {
-            ObjectDisposedException.ThrowIf(disposed, this);
+            ThrowIfUnreadable();
             return viewValue;
         }
     }
@@ -139,18 +151,13 @@ public sealed class DeviceTensor<T> : IDisposable
         CopyFrom(data);
     }
 
-    /// <summary>Gives an owned buffer back to its device for reuse; a borrowed view is left alone.</summary>
+    /// <summary>Gives an owned buffer back to its device for reuse once no tape needs it; a borrowed view is left alone.</summary>
     public void Dispose()
     {
-        if (disposed)
+        if (!callerReleased)
         {
-            return;
-        }
-
-        disposed = true;
-        if (owned is not null)
-        {
-            Device.Release(owned);
+            callerReleased = true;
+            Drop();
         }
     }
 
