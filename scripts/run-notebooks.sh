@@ -6,8 +6,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 configuration=${1:-Release}
 out=$(mktemp -d)
-# Notebooks reference the build through this folder, so they run the same from a checkout and from CI.
-ln -sfn "$PWD/SparseAttention.Cli/bin/$configuration/net10.0" docs/lib
 failures=0
 for notebook in docs/*.ipynb; do
   [ -e "$notebook" ] || continue
