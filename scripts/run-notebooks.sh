@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Runs every docs/*.ipynb headless with dotnet-repl against the library built from this repository.
 # Exit status: the number of notebooks that failed (0 when all ran cleanly).
-# Usage: scripts/run-notebooks.sh [Configuration]   (the build must exist: dotnet build -c Configuration)
+# Usage: scripts/run-notebooks.sh   (the Release build must exist: the notebooks load SparseAttention.Cli/bin/Release/net10.0)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-configuration=${1:-Release}
 out=$(mktemp -d)
 failures=0
 for notebook in docs/*.ipynb; do
