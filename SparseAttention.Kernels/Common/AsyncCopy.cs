@@ -1,4 +1,3 @@
-using ILGPU;
 using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels.Common;

@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Algorithms;
-using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.Common;
 
