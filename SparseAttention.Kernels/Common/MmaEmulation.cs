@@ -24,6 +24,22 @@ internal static class MmaEmulation
         }
     }
 
+    /// <summary>
+    /// c += A . B for an accumulator kept in plain float fields: copied into <see cref="Ref{T}"/> locals around the mma,
+    /// because as <see cref="Ref{T}"/> fields ptxas kept whole register tiles on the stack.
+    /// </summary>
+    public static void Accumulate<TElement>(ref float c0, ref float c1, ref float c2, ref float c3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, uint b0, uint b1)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        Input<uint> x0 = b0, x1 = b1;
+        Ref<float> d0 = c0, d1 = c1, d2 = c2, d3 = c3;
+        Mma<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref x0, ref x1);
+        c0 = d0.Value;
+        c1 = d1.Value;
+        c2 = d2.Value;
+        c3 = d3.Value;
+    }
+
     /// <summary>Dynamic shared memory a group of <paramref name="warps"/> warps needs for the emulation: six registers per lane.</summary>
     public static SharedMemoryConfig SharedMemory(Accelerator accelerator, int warps) =>
         accelerator.AcceleratorType == AcceleratorType.Cuda ? default : SharedMemoryConfig.RequestDynamic<uint>(warps * 32 * 6);

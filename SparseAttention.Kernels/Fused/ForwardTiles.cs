@@ -236,7 +236,6 @@ internal interface IOutputTiles
 /// <summary>16 rows by 16 features: two m16n8 accumulators, filled by one <c>ldmatrix.x4.trans</c> of V per 16 keys.</summary>
 internal struct Output16 : IOutputTiles
 {
-    // Plain floats, copied into Ref locals around each mma: Ref fields made ptxas keep the tile in local memory.
     private float c0, c1, c2, c3, d0, d1, d2, d3;
 
     /// <inheritdoc/>
@@ -259,25 +258,9 @@ internal struct Output16 : IOutputTiles
     public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        values.DepthFragments(key, feature, out var v0, out var v1, out var v2, out var v3);
-        Input<uint> b0 = v0, b1 = v1;
-        Ref<float> e0 = c0, e1 = c1, e2 = c2, e3 = c3;
-        MmaEmulation.Mma<TElement>(ref e0, ref e1, ref e2, ref e3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-        c0 = e0.Value;
-        c1 = e1.Value;
-        c2 = e2.Value;
-        c3 = e3.Value;
-        b0 = v2;
-        b1 = v3;
-        e0 = d0;
-        e1 = d1;
-        e2 = d2;
-        e3 = d3;
-        MmaEmulation.Mma<TElement>(ref e0, ref e1, ref e2, ref e3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-        d0 = e0.Value;
-        d1 = e1.Value;
-        d2 = e2.Value;
-        d3 = e3.Value;
+        values.DepthFragments(key, feature, out var b0, out var b1, out var b2, out var b3);
+        MmaEmulation.Accumulate<TElement>(ref c0, ref c1, ref c2, ref c3, ref a0, ref a1, ref a2, ref a3, b0, b1);
+        MmaEmulation.Accumulate<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, b2, b3);
     }
 
     /// <inheritdoc/>

@@ -64,24 +64,9 @@ internal struct ScoreTile : IScoreSlab
     public void Add<TElement>(uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, uint b2, uint b3)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3, y0 = b0, y1 = b1;
-        Ref<float> c0 = s00, c1 = s01, c2 = s02, c3 = s03;
-        MmaEmulation.Mma<TElement>(ref c0, ref c1, ref c2, ref c3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
-        s00 = c0.Value;
-        s01 = c1.Value;
-        s02 = c2.Value;
-        s03 = c3.Value;
-        y0 = b2;
-        y1 = b3;
-        c0 = s10;
-        c1 = s11;
-        c2 = s12;
-        c3 = s13;
-        MmaEmulation.Mma<TElement>(ref c0, ref c1, ref c2, ref c3, ref x0, ref x1, ref x2, ref x3, ref y0, ref y1);
-        s10 = c0.Value;
-        s11 = c1.Value;
-        s12 = c2.Value;
-        s13 = c3.Value;
+        Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3;
+        MmaEmulation.Accumulate<TElement>(ref s00, ref s01, ref s02, ref s03, ref x0, ref x1, ref x2, ref x3, b0, b1);
+        MmaEmulation.Accumulate<TElement>(ref s10, ref s11, ref s12, ref s13, ref x0, ref x1, ref x2, ref x3, b2, b3);
     }
 
     /// <inheritdoc/>
