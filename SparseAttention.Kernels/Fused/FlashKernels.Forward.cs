@@ -38,9 +38,8 @@ public static partial class FlashKernels
         var problem = p.Problem;
         var dims = problem.Dims;
         var keys = default(TSlab).Keys;
-        var lane = Group.IdxX & 31;
-        int g = lane >> 2, t = lane & 3;
         var group = new RowGroup(problem, default(TOutput).Features);
+        int g = group.G, t = group.T;
         var (keyRows, valueRows, share) = (group.KeyRows, group.ValueRows, group.Share);
         long queryAddress = AsyncCopy.ToGlobal(p.QueryAddress), keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 

@@ -30,6 +30,9 @@ internal readonly struct RowGroup
         var dims = problem.Dims;
         plan = problem.Plan;
         var warp = Group.IdxX >> 5;
+        var lane = Group.IdxX & 31;
+        G = lane >> 2;
+        T = lane & 3;
         var n = Grid.IdxY / dims.Heads;
         var h = Grid.IdxY - n * dims.Heads;
         layoutHead = plan.LayoutHead(h);
@@ -49,6 +52,12 @@ internal readonly struct RowGroup
         ValueRows = new StagedRows(shared, firstByte + TileBytes(features), features);
         Share = new StageShare(features);
     }
+
+    /// <summary>This lane's row group within its warp's m16n8 fragments (rows g and g+8).</summary>
+    public int G { get; }
+
+    /// <summary>This lane within its row group (columns 2t, 2t+1).</summary>
+    public int T { get; }
 
     /// <summary>The group's first query.</summary>
     public int FirstQuery { get; }
