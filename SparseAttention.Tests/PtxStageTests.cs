@@ -18,7 +18,7 @@ public sealed class PtxStageTests
     [TestMethod]
     [DataRow(typeof(SddKernels), "TensorCoreKernel", new[] { typeof(Fp16) })]
     [DataRow(typeof(SoftmaxKernels), "ForwardPacked", new[] { typeof(Bf16) })]
-    [DataRow(typeof(FlashKernels), "KeyValueGradKernel", new[] { typeof(Fp16), typeof(Features64) })]
+    [DataRow(typeof(DsdKernels), "TensorCoreKernel", new[] { typeof(Fp16) })]
     public void PromoteDepotsLeavesNoLocalMemoryInIlgpuPtx(Type family, string name, Type[] arguments) =>
         AssertPromoted(family.GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(arguments), $"{family.Name}.{name}");
 
@@ -27,6 +27,7 @@ public sealed class PtxStageTests
     {
         AssertPromoted(FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, "FlashKernels.ForwardKernel (cp.async)");
         AssertPromoted(FlashKernels.QueryGradKernelFor<Bf16>(128, 32).Method, "FlashKernels.QueryGradKernel (cp.async)");
+        AssertPromoted(FlashKernels.KeyValueGradKernelFor<Fp16>(64, 64).Method, "FlashKernels.KeyValueGradKernel (cp.async)");
     }
 
     private static void AssertPromoted(MethodInfo method, string name)

@@ -31,13 +31,13 @@ internal static class PtxCommand
             (typeof(SoftmaxKernels), "Backward", [typeof(float), typeof(Fp32)]),
             (typeof(SoftmaxKernels), "ForwardPacked", [typeof(Fp16)]),
             (typeof(SoftmaxKernels), "BackwardPacked", [typeof(Fp16)]),
-            (typeof(FlashKernels), "KeyValueGradKernel", [typeof(Fp16), KernelType("Features64")]),
         ];
         var methods = kernels.Select(k => (Method: Find(k.Family, k.Method, k.Arguments), Name: $"{k.Family.Name}.{k.Method}{string.Concat(k.Arguments.Select(a => "." + a.Name))}"))
             .Concat(new[] { (64, 64), (128, 64), (64, 32) }.SelectMany(c => new[]
             {
                 (FlashKernels.ForwardKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.ForwardKernel.Fp16.D{c.Item1}.B{c.Item2}"),
                 (FlashKernels.QueryGradKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.QueryGradKernel.Fp16.D{c.Item1}.B{c.Item2}"),
+                (FlashKernels.KeyValueGradKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.KeyValueGradKernel.Fp16.D{c.Item1}.B{c.Item2}"),
             }));
         foreach (var (method, name) in methods)
         {
@@ -59,8 +59,4 @@ internal static class PtxCommand
             ?? throw new InvalidOperationException($"{family.Name}.{name} not found");
         return arguments.Length > 0 ? method.MakeGenericMethod(arguments) : method;
     }
-
-    // The fused kernels' register tiles are internal to the kernel assembly.
-    private static Type KernelType(string name) =>
-        typeof(FlashKernels).Assembly.GetType($"SparseAttention.Kernels.Fused.{name}", throwOnError: true)!;
 }

@@ -51,8 +51,9 @@ internal sealed class FusedAttention<T>(AttentionCall call)
             },
             new FlashKeyValueGradParams
             {
-                Problem = problem, Query = As<T, ushort>(q), QueryPairs = As<T, uint>(q), KeyPairs = As<T, uint>(k), ValuePairs = As<T, uint>(v),
-                OutputGrad = As<T, ushort>(outputGrad), OutputGradPairs = As<T, uint>(outputGrad), LogSumExp = logSumExp.View, Delta = delta.View,
+                Problem = problem, QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),
+                QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputGradAddress = Address(outputGrad),
+                LogSumExp = logSumExp.View, LogSumExpAddress = Address(logSumExp), Delta = delta.View, DeltaAddress = Address(delta),
                 KeyGradPairs = As<T, uint>(dk), ValueGradPairs = As<T, uint>(dv),
             }));
         return [dq, dk, dv];
@@ -61,7 +62,8 @@ internal sealed class FusedAttention<T>(AttentionCall call)
     private static void Run<TAction>(TAction action)
         where TAction : IElementAction => ElementDispatch.Run<T, TAction>(action);
 
-    private static long Address(DeviceTensor<T> tensor) => tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64();
+    private static long Address<TTensor>(DeviceTensor<TTensor> tensor)
+        where TTensor : unmanaged => tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64();
 
     private FlashProblem Problem(PinnedPlan pinned) => new() { Dims = call.Dims, Plan = pinned.Tables, Scale = call.Scale, AutoregressAtKey = call.KernelAutoregressAtKey };
 

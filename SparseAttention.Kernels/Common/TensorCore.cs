@@ -54,6 +54,16 @@ internal static class TensorCore
         return address.Value;
     }
 
+    /// <summary>Two floats at 8-byte-aligned shared address <paramref name="address"/> in one load.</summary>
+    public static void LoadSharedPair(uint address, out float first, out float second)
+    {
+        Output<float> x = default, y = default;
+        Input<uint> at = address;
+        CudaAsm.EmitRef("ld.shared.v2.f32 {%0,%1}, [%2];", ref x, ref y, ref at);
+        first = x.Value;
+        second = y.Value;
+    }
+
     /// <summary>
     /// <c>ldmatrix .x4</c> (CUDA only): lanes 8i..8i+7 give the shared addresses of the eight 16-byte rows of matrix i,
     /// and lane (g, t) gets the pair (row g, columns 2t, 2t+1) of matrix i in <paramref name="m0"/>..<paramref name="m3"/>.

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.Common;
@@ -17,8 +18,10 @@ public static partial class FlashKernels
         var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
         KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
         var dq = QueryGradKernelFor<TElement>(queryGrad.Problem.Dims.HeadDim, queryGrad.Problem.Plan.BlockSize);
-        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, RowGroup.Config(accelerator, queryGrad.Problem.Dims), queryGrad);
-        KernelLoader.Get(accelerator, KeyValueGradKernelFor<TElement>(keyValueGrad.Problem.Dims.HeadDim))(accelerator.DefaultStream, Config(accelerator, keyValueGrad.Problem), keyValueGrad);
+        KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, TokenGroup.Config(accelerator, queryGrad.Problem.Dims, RowWalkBytes(queryGrad.Problem.Dims.HeadDim)), queryGrad);
+        var (headDim, blockSize) = (keyValueGrad.Problem.Dims.HeadDim, keyValueGrad.Problem.Plan.BlockSize);
+        var dkdv = KeyValueGradKernelFor<TElement>(headDim, blockSize);
+        KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, TokenGroup.Config(accelerator, keyValueGrad.Problem.Dims, ColumnWalkBytes(headDim, ColumnSteps(headDim, blockSize))), keyValueGrad);
     }
 
     // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.
@@ -46,52 +49,101 @@ public static partial class FlashKernels
         p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
     }
 
-    // Per key tile, transposed: P^T = exp2(K . Q^T * scale - lse), dV = sum P^T . dO, dS^T = P^T * (V . dO^T - delta),
-    // dK = scale * sum dS^T . Q.
-    internal static void KeyValueGradKernel<TElement, TTiles>(FlashKeyValueGradParams p)
+    /// <summary>The dK/dV kernel for a head dim and block size (register tiles as wide as the head dim, query steps of <see cref="ColumnSteps"/>).</summary>
+    public static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim, int blockSize)
+        where TElement : struct, IElement<ushort>, IMmaElement => TokenTiles.Specialise<FlashKeyValueGradParams, TElement>(nameof(KeyValueGradKernel), headDim, ColumnSteps(headDim, blockSize));
+
+    // Transposed, per query step: Pᵀ = exp2(K . Qᵀ * scale - lse), dV += Pᵀ . dO, dSᵀ = Pᵀ * (V . dOᵀ - delta),
+    // dK += dSᵀ . Q (times the scale at the end). A group of four warps owns 64 keys, K and V fragments in registers;
+    // per step the group stages Q, dO, log-sum-exp and delta by cp.async into one of two buffers while the warps
+    // compute on the other. Deterministic: each dK and dV element is summed by one lane in query order.
+    internal static void KeyValueGradKernel<TElement, TFragments, TAccumulator, TSlab>(FlashKeyValueGradParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
-        where TTiles : struct, IFeatureTiles
+        where TFragments : struct, IQueryFragments
+        where TAccumulator : struct, IOutputTiles
+        where TSlab : struct, IScoreSlab
     {
         var problem = p.Problem;
-        var warp = new FlashWarp(problem, transposed: true);
-        int g = warp.G, t = warp.T;
         var dims = problem.Dims;
-        var scaleLog2 = problem.Scale * Base2.Log2E;
-        var keyGrad = default(TTiles);
-        var valueGrad = default(TTiles);
-        var scores = default(ScoreTile);
-        var scoresGrad = default(ScoreTile);
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
-        var keyPair = dims.Index(warp.N, warp.First + g, warp.H, 2 * t) >> 1;
-        for (var entry = warp.Start; entry < warp.End; entry++)
-        {
-            var block = warp.Block(entry);
-            for (var chunk = 0; chunk < problem.Plan.BlockSize; chunk += 16)
-            {
-                var query = block.Other + chunk;
-                if (!warp.Keeps(problem, block, chunk, out var allowed))
-                {
-                    continue;
-                }
+        var steps = default(TSlab).Keys;
+        var features = default(TAccumulator).Features;
+        var group = new TokenGroup(problem, features, transposed: true);
+        int g = group.G, t = group.T;
+        var share = group.Share;
+        long queryAddress = AsyncCopy.ToGlobal(p.QueryAddress), outputGradAddress = AsyncCopy.ToGlobal(p.OutputGradAddress);
+        long logSumExpAddress = AsyncCopy.ToGlobal(p.LogSumExpAddress), deltaAddress = AsyncCopy.ToGlobal(p.DeltaAddress);
 
-                // Each lane's four columns are queries 2t, 2t+1, 8+2t, 9+2t of the tile.
-                var column = problem.RowIndex(Grid.IdxY, query + 2 * t);
-                var queryPair = dims.Index(warp.N, query + g, warp.H, 2 * t) >> 1;
-                var queryZero = dims.Index(warp.N, query, warp.H, 0);
-                scores.Compute<TElement>(p.KeyPairs, keyPair, p.QueryPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
-                scores.ScaleAndMask(scaleLog2, allowed);
-                scores.Exp2Minus(0f, 0f, p.LogSumExp[column], p.LogSumExp[column + 1], p.LogSumExp[column + 8], p.LogSumExp[column + 9]);
-                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                valueGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.OutputGrad, p.OutputGradPairs, queryZero, warp.TokenStep, 0);
-                scoresGrad.Compute<TElement>(p.ValuePairs, keyPair, p.OutputGradPairs, queryPair, warp.EightRowPairs, dims.HeadDim);
-                scores.SoftmaxGrad(scoresGrad, 0f, 0f, p.Delta[column], p.Delta[column + 1], p.Delta[column + 8], p.Delta[column + 9]);
-                scores.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-                keyGrad.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, p.Query, p.QueryPairs, queryZero, warp.TokenStep, 0);
-            }
+        // K and V through shared memory into registers.
+        var rows = XMath.Min(TokenGroup.Rows, dims.Ctx - group.FirstToken);
+        group.KeyRows.Stage(p.KeyQuads, AsyncCopy.ToGlobal(p.KeyAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        group.ValueRows.Stage(p.ValueQuads, AsyncCopy.ToGlobal(p.ValueAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        AsyncCopy.Commit();
+        AsyncCopy.WaitAll();
+        Group.Barrier();
+        var key = default(TFragments);
+        var value = default(TFragments);
+        key.Load(group.KeyRows, group.WarpRow, 0);
+        value.Load(group.ValueRows, group.WarpRow, 0);
+        Group.Barrier();
+
+        // Then the same memory holds two buffers of a step's Q and dO, the terms two more after them.
+        var queryRows = group.Tile(0, steps);
+        var outputGradRows = group.Tile(1, steps);
+        var terms = group.Terms(ColumnTermsOffset(features, steps), steps);
+        int rowsShift = 2 * TokenGroup.TileBytes(features, steps), termsShift = StagedTerms.Bytes(steps);
+        var walk = group.Walk(steps);
+        if (!walk.Done)
+        {
+            queryRows.Stage(p.QueryQuads, queryAddress, group.Token(walk.Token), group.TokenStep, steps, share);
+            outputGradRows.Stage(p.OutputGradQuads, outputGradAddress, group.Token(walk.Token), group.TokenStep, steps, share);
+            terms.Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, walk.Token));
+            AsyncCopy.Commit();
         }
 
-        var output = dims.Index(warp.N, warp.First + g, warp.H, 2 * t);
-        keyGrad.Store<TElement>(p.KeyGradPairs, output, 8 * warp.TokenStep, problem.Scale, problem.Scale, 0);
-        valueGrad.Store<TElement>(p.ValueGradPairs, output, 8 * warp.TokenStep, 1f, 1f, 0);
+        var scaleLog2 = problem.Scale * Base2.Log2E;
+        var keyGrad = default(TAccumulator);
+        var valueGrad = default(TAccumulator);
+        var slab = default(TSlab);
+        while (!walk.Done)
+        {
+            // This step's buffers have landed, and no warp still reads the other ones: the next step loads into them.
+            AsyncCopy.WaitAll();
+            Group.Barrier();
+            var next = group.Next(walk, steps);
+            if (!next.Done)
+            {
+                queryRows.Shifted(rowsShift).Stage(p.QueryQuads, queryAddress, group.Token(next.Token), group.TokenStep, steps, share);
+                outputGradRows.Shifted(rowsShift).Stage(p.OutputGradQuads, outputGradAddress, group.Token(next.Token), group.TokenStep, steps, share);
+                terms.Shifted(termsShift).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, next.Token));
+                AsyncCopy.Commit();
+            }
+
+            // As in the forward, a warp without the block runs the step masked on the CPU accelerator.
+            var block = group.Block(walk);
+            if (block >= 0 || !CudaAsm.IsSupported)
+            {
+                slab.Compute<TElement, TFragments>(key, queryRows, 0);
+                group.ScaleAndMask(ref slab, problem, walk, block, scaleLog2);
+                slab.Exp2MinusColumns(terms, 0);
+                slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
+                slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);
+                slab.Accumulate<TElement, TAccumulator>(ref keyGrad, queryRows, 0);
+            }
+
+            queryRows = queryRows.Shifted(rowsShift);
+            outputGradRows = outputGradRows.Shifted(rowsShift);
+            terms = terms.Shifted(termsShift);
+            rowsShift = -rowsShift;
+            termsShift = -termsShift;
+            walk = next;
+        }
+
+        // A warp past ctx (blocks of 32, odd block count) has no keys.
+        if (group.WarpToken < dims.Ctx)
+        {
+            var first = group.Token(group.WarpToken + g) + 2 * t;
+            keyGrad.Store<TElement>(p.KeyGradPairs, first, 8 * group.TokenStep, problem.Scale, problem.Scale, 0);
+            valueGrad.Store<TElement>(p.ValueGradPairs, first, 8 * group.TokenStep, 1f, 1f, 0);
+        }
     }
 }

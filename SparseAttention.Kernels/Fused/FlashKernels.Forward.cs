@@ -22,12 +22,12 @@ public static partial class FlashKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = ForwardKernelFor<TElement>(p.Problem.Dims.HeadDim, p.Problem.Plan.BlockSize);
-        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, RowGroup.Config(accelerator, p.Problem.Dims), p);
+        KernelLoader.Get(accelerator, kernel)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, RowWalkBytes(p.Problem.Dims.HeadDim)), p);
     }
 
     /// <summary>The forward kernel for a head dim and block size: register tiles as wide as the head dim, key steps of 64 keys (32 for blocks of 32).</summary>
     public static Action<FlashForwardParams> ForwardKernelFor<TElement>(int headDim, int blockSize)
-        where TElement : struct, IElement<ushort>, IMmaElement => RowTiles.Specialise<FlashForwardParams, TElement>(nameof(ForwardKernel), headDim, blockSize);
+        where TElement : struct, IElement<ushort>, IMmaElement => TokenTiles.Specialise<FlashForwardParams, TElement>(nameof(ForwardKernel), headDim, RowSteps(blockSize));
 
     internal static void ForwardKernel<TElement, TQuery, TOutput, TSlab>(FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -38,17 +38,17 @@ public static partial class FlashKernels
         var problem = p.Problem;
         var dims = problem.Dims;
         var keys = default(TSlab).Keys;
-        var group = new RowGroup(problem, default(TOutput).Features);
+        var group = new TokenGroup(problem, default(TOutput).Features, transposed: false);
         int g = group.G, t = group.T;
         var (keyRows, valueRows, share) = (group.KeyRows, group.ValueRows, group.Share);
         long queryAddress = AsyncCopy.ToGlobal(p.QueryAddress), keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
         // Q through the V buffer into registers, the first K alongside.
         var walk = group.Walk(keys);
-        valueRows.Stage(p.QueryQuads, queryAddress, group.Token(group.FirstQuery), group.TokenStep, XMath.Min(RowGroup.Rows, dims.Ctx - group.FirstQuery), share);
+        valueRows.Stage(p.QueryQuads, queryAddress, group.Token(group.FirstToken), group.TokenStep, XMath.Min(TokenGroup.Rows, dims.Ctx - group.FirstToken), share);
         if (!walk.Done)
         {
-            keyRows.Stage(p.KeyQuads, keyAddress, group.Token(walk.Key), group.TokenStep, keys, share);
+            keyRows.Stage(p.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, keys, share);
         }
 
         AsyncCopy.Commit();
@@ -66,7 +66,7 @@ public static partial class FlashKernels
             // K of this step has landed, and no warp still reads V (or Q) from the buffer about to be refilled.
             AsyncCopy.WaitAll();
             Group.Barrier();
-            valueRows.Stage(p.ValueQuads, valueAddress, group.Token(walk.Key), group.TokenStep, keys, share);
+            valueRows.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, keys, share);
             AsyncCopy.Commit();
 
             // The next step's table lookups start here, so their latency hides behind S = Q . Kᵀ.
@@ -98,7 +98,7 @@ public static partial class FlashKernels
             Group.Barrier();
             if (!next.Done)
             {
-                keyRows.Stage(p.KeyQuads, keyAddress, group.Token(next.Key), group.TokenStep, keys, share);
+                keyRows.Stage(p.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, keys, share);
                 AsyncCopy.Commit();
             }
 
@@ -110,7 +110,7 @@ public static partial class FlashKernels
             walk = next;
         }
 
-        var warpQuery = group.WarpQuery;
+        var warpQuery = group.WarpToken;
         if (warpQuery >= dims.Ctx)
         {
             return;

@@ -16,7 +16,7 @@ public static partial class FlashKernels
 {
     /// <summary>The dQ kernel for a head dim and block size (register tiles as wide as the head dim, the forward's key steps).</summary>
     public static Action<FlashQueryGradParams> QueryGradKernelFor<TElement>(int headDim, int blockSize)
-        where TElement : struct, IElement<ushort>, IMmaElement => RowTiles.Specialise<FlashQueryGradParams, TElement>(nameof(QueryGradKernel), headDim, blockSize);
+        where TElement : struct, IElement<ushort>, IMmaElement => TokenTiles.Specialise<FlashQueryGradParams, TElement>(nameof(QueryGradKernel), headDim, RowSteps(blockSize));
 
     internal static void QueryGradKernel<TElement, TQuery, TOutput, TSlab>(FlashQueryGradParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -27,15 +27,15 @@ public static partial class FlashKernels
         var problem = p.Problem;
         var dims = problem.Dims;
         var keys = default(TSlab).Keys;
-        var group = new RowGroup(problem, default(TOutput).Features);
+        var group = new TokenGroup(problem, default(TOutput).Features, transposed: false);
         int g = group.G, t = group.T;
         var (keyRows, valueRows, share) = (group.KeyRows, group.ValueRows, group.Share);
         long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
         // Q through the V tile and dO through the K tile into registers; then the first K and V.
-        var rows = XMath.Min(RowGroup.Rows, dims.Ctx - group.FirstQuery);
-        valueRows.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstQuery), group.TokenStep, rows, share);
-        keyRows.Stage(p.OutputGradQuads, AsyncCopy.ToGlobal(p.OutputGradAddress), group.Token(group.FirstQuery), group.TokenStep, rows, share);
+        var rows = XMath.Min(TokenGroup.Rows, dims.Ctx - group.FirstToken);
+        valueRows.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        keyRows.Stage(p.OutputGradQuads, AsyncCopy.ToGlobal(p.OutputGradAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
         AsyncCopy.Commit();
         AsyncCopy.WaitAll();
         Group.Barrier();
@@ -47,14 +47,14 @@ public static partial class FlashKernels
         Group.Barrier();
         if (!walk.Done)
         {
-            keyRows.Stage(p.KeyQuads, keyAddress, group.Token(walk.Key), group.TokenStep, keys, share);
-            valueRows.Stage(p.ValueQuads, valueAddress, group.Token(walk.Key), group.TokenStep, keys, share);
+            keyRows.Stage(p.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, keys, share);
+            valueRows.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, keys, share);
             AsyncCopy.Commit();
         }
 
         // A warp past ctx (blocks of 32, odd block count) has no rows: it reads no log-sum-exp or delta.
-        var inside = group.WarpQuery < dims.Ctx;
-        var row = problem.RowIndex(Grid.IdxY, group.WarpQuery + g);
+        var inside = group.WarpToken < dims.Ctx;
+        var row = problem.RowIndex(Grid.IdxY, group.WarpToken + g);
         float lseLow = inside ? p.LogSumExp[row] : 0f, lseHigh = inside ? p.LogSumExp[row + 8] : 0f;
         float deltaLow = inside ? p.Delta[row] : 0f, deltaHigh = inside ? p.Delta[row + 8] : 0f;
         var scaleLog2 = problem.Scale * Base2.Log2E;
@@ -81,7 +81,7 @@ public static partial class FlashKernels
             Group.Barrier();
             if (!next.Done)
             {
-                valueRows.Stage(p.ValueQuads, valueAddress, group.Token(next.Key), group.TokenStep, keys, share);
+                valueRows.Stage(p.ValueQuads, valueAddress, group.Token(next.Token), group.TokenStep, keys, share);
                 AsyncCopy.Commit();
             }
 
@@ -93,7 +93,7 @@ public static partial class FlashKernels
             Group.Barrier();
             if (!next.Done)
             {
-                keyRows.Stage(p.KeyQuads, keyAddress, group.Token(next.Key), group.TokenStep, keys, share);
+                keyRows.Stage(p.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, keys, share);
                 AsyncCopy.Commit();
             }
 
@@ -102,7 +102,7 @@ public static partial class FlashKernels
 
         if (inside)
         {
-            queryGrad.Store<TElement>(p.QueryGradPairs, group.Token(group.WarpQuery + g) + 2 * t, 8 * group.TokenStep, problem.Scale, problem.Scale, 0);
+            queryGrad.Store<TElement>(p.QueryGradPairs, group.Token(group.WarpToken + g) + 2 * t, 8 * group.TokenStep, problem.Scale, problem.Scale, 0);
         }
     }
 }

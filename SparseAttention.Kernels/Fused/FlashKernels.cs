@@ -1,16 +1,10 @@
-using ILGPU;
-using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
-using Features128 = SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Features64, SparseAttention.Kernels.Fused.Features64>;
-using Features32 = SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tile8, SparseAttention.Kernels.Fused.Tile8>, SparseAttention.Kernels.Fused.Tiles<SparseAttention.Kernels.Fused.Tile8, SparseAttention.Kernels.Fused.Tile8>>;
-using SparseAttention.Kernels.Common;
 
 namespace SparseAttention.Kernels.Fused;
 
-// Fused block-sparse attention (FlashAttention-2 style): scores and probabilities live only in a warp's registers. The
-// backward: one group per block row (dQ) or block column (dK, dV) and head, one warp per 16 of its tokens, 16x16 tiles
-// (the forward's structure up to v5). The forward from v6: FlashKernels.Forward.cs. The m16n8 accumulators of S are
-// already the A fragments of P for P . V, so P never leaves the registers.
+// Fused block-sparse attention (FlashAttention-2's structure): scores and probabilities live only in a warp's
+// registers. Each kernel's group owns 64 tokens of one (sequence, head) (TokenGroup): the forward and dQ walk block
+// rows (FlashKernels.Forward.cs, FlashKernels.QueryGrad.cs), dK/dV walks block columns (FlashKernels.Backward.cs). The
+// m16n8 accumulators of S are already the A fragments of P for P . V, so P never leaves the registers.
 // Softmax in base 2: x = s * scale * log2(e), P = exp2(x - lse), lse stored per row in those units.
 // Versions:
 //   v1  warps independent, fragments loaded from global memory (L1/L2), 16-key chunks, online max/sum per chunk,
@@ -22,7 +16,8 @@ namespace SparseAttention.Kernels.Fused;
 //   v5  lane arithmetic by shifts and masks (ILGPU writes x / 4 as an integer division): same speed within noise.
 //   v6  forward: FlashAttention-2's structure (FlashKernels.Forward.cs): 64 query rows per group, Q in registers,
 //       K and V staged by cp.async, 64-key steps, ldmatrix; H200 dense causal D64 4.56 -> 0.95 ms. dQ on the same
-//       structure (FlashKernels.QueryGrad.cs), Q and dO in registers; dK/dV still v5.
+//       structure (FlashKernels.QueryGrad.cs), Q and dO in registers. dK/dV on the transposed structure
+//       (FlashKernels.Backward.cs): 64 keys per group, K and V in registers, Q, dO, log-sum-exp and delta staged.
 
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
@@ -36,39 +31,19 @@ public static partial class FlashKernels
     /// <summary>Whether the fused kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
-    // The dK/dV kernel specialised for a head dim: its accumulators are register tiles of that width.
-    private static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim)
-        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
-        {
-            32 => KeyValueGradKernel<TElement, Features32>,
-            64 => KeyValueGradKernel<TElement, Features64>,
-            128 => KeyValueGradKernel<TElement, Features128>,
-            _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
-        };
+    // Key steps of the row walks (forward, dQ): 64 keys, or 32 for blocks of 32, whose group walks two block rows.
+    private static int RowSteps(int blockSize) => blockSize < 64 ? 32 : 64;
 
-    // One group per block row or column and (sequence, head); a warp per 16 tokens of it.
-    private static KernelConfig Config(Accelerator accelerator, in FlashProblem p) =>
-        new(new Index3D(p.Dims.Ctx / p.Plan.BlockSize, p.Dims.Batch * p.Dims.Heads, 1), new Index3D(p.Plan.BlockSize / 16 * 32, 1, 1), MmaEmulation.SharedMemory(accelerator, p.Plan.BlockSize / 16));
-}
+    // Query steps of the column walk (dK, dV): 32 where the step's block is 32 or the head dim 128 (the column walk
+    // holds K, V, dK and dV in registers, so a narrower slab keeps it off the stack); 64 otherwise.
+    private static int ColumnSteps(int headDim, int blockSize) => blockSize < 64 || headDim > 64 ? 32 : 64;
 
-/// <summary>64 features: eight m16n8 accumulators.</summary>
-internal struct Features64 : IFeatureTiles
-{
-    private Tiles<Features32, Features32> tiles;
+    // Staged bytes of the row walks: K and V tiles of 64 rows.
+    private static int RowWalkBytes(int headDim) => 2 * TokenGroup.TileBytes(headDim, TokenGroup.Rows);
 
-    /// <inheritdoc/>
-    public readonly int Features => 64;
+    // Staged bytes of the column walk: K and V tiles of 64 rows before the walk, then the same memory as two buffers
+    // of Q and dO tiles of one step, and after them two buffers of the step's log-sum-exp and delta.
+    private static int ColumnTermsOffset(int headDim, int steps) => Math.Max(RowWalkBytes(headDim), 4 * TokenGroup.TileBytes(headDim, steps));
 
-    /// <inheritdoc/>
-    public void Scale(float low, float high) => tiles.Scale(low, high);
-
-    /// <inheritdoc/>
-    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ArrayView<ushort> dense, ArrayView<uint> densePairs, long rowZero, long rowStep, int feature)
-        where TElement : struct, IElement<ushort>, IMmaElement =>
-        tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, dense, densePairs, rowZero, rowStep, feature);
-
-    /// <inheritdoc/>
-    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
-        where TElement : struct, IElement<ushort>, IMmaElement =>
-        tiles.Store<TElement>(pairs, index, eightRows, low, high, feature);
+    private static int ColumnWalkBytes(int headDim, int steps) => ColumnTermsOffset(headDim, steps) + 2 * StagedTerms.Bytes(steps);
 }

@@ -115,29 +115,41 @@ public readonly struct FlashKeyValueGradParams
     /// <summary>Sizes, tables, scale and decoding rule.</summary>
     public FlashProblem Problem { get; init; }
 
-    /// <summary>Queries as elements.</summary>
-    public ArrayView<ushort> Query { get; init; }
+    /// <summary>Queries as 16-byte quads (the CPU accelerator's copies).</summary>
+    public ArrayView<Quad> QueryQuads { get; init; }
 
-    /// <summary>Queries as element pairs.</summary>
-    public ArrayView<uint> QueryPairs { get; init; }
+    /// <summary>Keys as quads.</summary>
+    public ArrayView<Quad> KeyQuads { get; init; }
 
-    /// <summary>Keys as element pairs.</summary>
-    public ArrayView<uint> KeyPairs { get; init; }
+    /// <summary>Values as quads.</summary>
+    public ArrayView<Quad> ValueQuads { get; init; }
 
-    /// <summary>Values as element pairs.</summary>
-    public ArrayView<uint> ValuePairs { get; init; }
+    /// <summary>Output gradient as quads.</summary>
+    public ArrayView<Quad> OutputGradQuads { get; init; }
 
-    /// <summary>Output gradient as elements.</summary>
-    public ArrayView<ushort> OutputGrad { get; init; }
+    /// <summary>Device address of the queries, for <c>cp.async</c>.</summary>
+    public long QueryAddress { get; init; }
 
-    /// <summary>Output gradient as element pairs.</summary>
-    public ArrayView<uint> OutputGradPairs { get; init; }
+    /// <summary>Device address of the keys.</summary>
+    public long KeyAddress { get; init; }
 
-    /// <summary>The forward's log-sum-exp per row.</summary>
+    /// <summary>Device address of the values.</summary>
+    public long ValueAddress { get; init; }
+
+    /// <summary>Device address of the output gradient.</summary>
+    public long OutputGradAddress { get; init; }
+
+    /// <summary>The forward's log-sum-exp per row (the CPU accelerator's copies).</summary>
     public ArrayView<float> LogSumExp { get; init; }
+
+    /// <summary>Device address of the log-sum-exp.</summary>
+    public long LogSumExpAddress { get; init; }
 
     /// <summary>The delta pass's result per row.</summary>
     public ArrayView<float> Delta { get; init; }
+
+    /// <summary>Device address of delta.</summary>
+    public long DeltaAddress { get; init; }
 
     /// <summary>Where dK goes, as element pairs.</summary>
     public ArrayView<uint> KeyGradPairs { get; init; }

@@ -70,19 +70,25 @@ internal struct QueryChunks<TLow, THigh> : IQueryFragments
     }
 }
 
-/// <summary>Where a warp's slab sits in its block and in the sequence, for the element mask and the decoding rule.</summary>
+/// <summary>
+/// Where a warp's slab sits in its block and in the sequence, for the element mask and the decoding rule: its own 16
+/// tokens are the slab's rows (queries, or keys when <paramref name="Transposed"/>) and the step's tokens its columns.
+/// </summary>
 /// <param name="Plan">The plan's tables.</param>
 /// <param name="MaskBase">First mask word of the block.</param>
 /// <param name="IsFull">Whether the block's mask is all ones.</param>
-/// <param name="RowInBlock">The warp's first query row within the block.</param>
-/// <param name="KeyInBlock">The slab's first key within the block.</param>
-/// <param name="Query">The warp's first query.</param>
-/// <param name="Key">The slab's first key.</param>
+/// <param name="Transposed">Whether the rows are keys.</param>
+/// <param name="OwnInBlock">The warp's first token within the block.</param>
+/// <param name="StepInBlock">The step's first token within the block.</param>
+/// <param name="Own">The warp's first token.</param>
+/// <param name="Step">The step's first token.</param>
 /// <param name="AutoregressAtKey">Keys at or after it need <c>k &lt;= q</c>.</param>
-internal readonly record struct SlabSite(PlanTables Plan, long MaskBase, bool IsFull, int RowInBlock, int KeyInBlock, int Query, int Key, int AutoregressAtKey)
+internal readonly record struct SlabSite(PlanTables Plan, long MaskBase, bool IsFull, bool Transposed, int OwnInBlock, int StepInBlock, int Own, int Step, int AutoregressAtKey)
 {
-    /// <summary>Which elements of the 16-key tile <paramref name="offset"/> keys into the slab this lane keeps (<see cref="ScoreTile"/>'s bit order).</summary>
-    public int Allowed(int offset) => ChunkMask.ForQueries(Plan, MaskBase, IsFull, RowInBlock, KeyInBlock + offset, Query, Key + offset, AutoregressAtKey);
+    /// <summary>Which elements of the 16-column tile <paramref name="offset"/> columns into the slab this lane keeps (<see cref="ScoreTile"/>'s bit order).</summary>
+    public int Allowed(int offset) => Transposed
+        ? ChunkMask.ForKeys(Plan, MaskBase, IsFull, OwnInBlock, StepInBlock + offset, Own, Step + offset, AutoregressAtKey)
+        : ChunkMask.ForQueries(Plan, MaskBase, IsFull, OwnInBlock, StepInBlock + offset, Own, Step + offset, AutoregressAtKey);
 }
 
 /// <summary>A warp's scores for its 16 rows and one step of keys, in registers (m16n8 accumulators).</summary>
@@ -132,6 +138,17 @@ internal interface IScoreSlab
     void Accumulate<TElement, TOutput>(ref TOutput output, in StagedRows values, int key)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IOutputTiles;
+
+    /// <summary>Transposed (rows are keys): exp2(x - log-sum-exp of the column's query) in place, from step token <paramref name="column"/>.</summary>
+    void Exp2MinusColumns(in StagedTerms terms, int column);
+
+    /// <summary>
+    /// Transposed: Pᵀ becomes Pᵀ * (dPᵀ - delta of the column's query), dPᵀ = V . dOᵀ computed one 16-query tile at a
+    /// time, V the warp's fragments, dO staged rows <paramref name="column"/>..
+    /// </summary>
+    void SoftmaxGradColumns<TElement, TFragments>(in TFragments values, in StagedRows outputGrad, int column, in StagedTerms terms)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TFragments : struct, IQueryFragments;
 }
 
 /// <summary>Two slabs side by side: <typeparamref name="TLow"/>'s keys first.</summary>
@@ -212,6 +229,22 @@ internal struct Slab<TLow, THigh> : IScoreSlab
     {
         low.Accumulate<TElement, TOutput>(ref output, values, key);
         high.Accumulate<TElement, TOutput>(ref output, values, key + default(TLow).Keys);
+    }
+
+    /// <inheritdoc/>
+    public void Exp2MinusColumns(in StagedTerms terms, int column)
+    {
+        low.Exp2MinusColumns(terms, column);
+        high.Exp2MinusColumns(terms, column + default(TLow).Keys);
+    }
+
+    /// <inheritdoc/>
+    public void SoftmaxGradColumns<TElement, TFragments>(in TFragments values, in StagedRows outputGrad, int column, in StagedTerms terms)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TFragments : struct, IQueryFragments
+    {
+        low.SoftmaxGradColumns<TElement, TFragments>(values, outputGrad, column, terms);
+        high.SoftmaxGradColumns<TElement, TFragments>(values, outputGrad, column + default(TLow).Keys, terms);
     }
 }
 

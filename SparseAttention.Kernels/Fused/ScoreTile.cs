@@ -14,40 +14,6 @@ internal struct ScoreTile : IScoreSlab
 {
     private float s00, s01, s02, s03, s10, s11, s12, s13;
 
-    /// <summary>
-    /// Rows of <paramref name="rows"/> times rows of <paramref name="columns"/> transposed over <paramref name="depth"/>
-    /// features; <paramref name="rowPair"/> and <paramref name="columnPair"/> are the pair indices of row g, feature 2t.
-    /// </summary>
-    public void Compute<TElement>(ArrayView<uint> rows, long rowPair, ArrayView<uint> columns, long columnPair, long eightRowPairs, int depth)
-        where TElement : struct, IElement<ushort>, IMmaElement
-    {
-        Ref<float> c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, b0 = 0u, b1 = 0u;
-        for (var k = 0; k < depth >> 1; k += 8)
-        {
-            long a = rowPair + k, b = columnPair + k;
-            a0 = rows[a];
-            a1 = rows[a + eightRowPairs];
-            a2 = rows[a + 4];
-            a3 = rows[a + eightRowPairs + 4];
-            b0 = columns[b];
-            b1 = columns[b + 4];
-            MmaEmulation.Mma<TElement>(ref c00, ref c01, ref c02, ref c03, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-            b0 = columns[b + eightRowPairs];
-            b1 = columns[b + eightRowPairs + 4];
-            MmaEmulation.Mma<TElement>(ref c10, ref c11, ref c12, ref c13, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-        }
-
-        s00 = c00.Value;
-        s01 = c01.Value;
-        s02 = c02.Value;
-        s03 = c03.Value;
-        s10 = c10.Value;
-        s11 = c11.Value;
-        s12 = c12.Value;
-        s13 = c13.Value;
-    }
-
     /// <inheritdoc/>
     public readonly int Keys => 16;
 
@@ -95,7 +61,31 @@ internal struct ScoreTile : IScoreSlab
     public readonly float LaneMaxHigh() => XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13));
 
     /// <inheritdoc/>
-    public void Exp2Minus(float low, float high) => Exp2Minus(low, high, 0f, 0f, 0f, 0f);
+    public void Exp2Minus(float low, float high)
+    {
+        s00 = Base2.Exp2(s00 - low);
+        s01 = Base2.Exp2(s01 - low);
+        s10 = Base2.Exp2(s10 - low);
+        s11 = Base2.Exp2(s11 - low);
+        s02 = Base2.Exp2(s02 - high);
+        s03 = Base2.Exp2(s03 - high);
+        s12 = Base2.Exp2(s12 - high);
+        s13 = Base2.Exp2(s13 - high);
+    }
+
+    /// <inheritdoc/>
+    public void Exp2MinusColumns(in StagedTerms terms, int column)
+    {
+        terms.LogSumExp(column, out var c0, out var c1, out var c8, out var c9);
+        s00 = Base2.Exp2(s00 - c0);
+        s01 = Base2.Exp2(s01 - c1);
+        s10 = Base2.Exp2(s10 - c8);
+        s11 = Base2.Exp2(s11 - c9);
+        s02 = Base2.Exp2(s02 - c0);
+        s03 = Base2.Exp2(s03 - c1);
+        s12 = Base2.Exp2(s12 - c8);
+        s13 = Base2.Exp2(s13 - c9);
+    }
 
     /// <inheritdoc/>
     public void SoftmaxGrad<TElement, TQuery>(in TQuery outputGrad, in StagedRows values, int key, float deltaLow, float deltaHigh)
@@ -104,7 +94,32 @@ internal struct ScoreTile : IScoreSlab
     {
         var grad = default(ScoreTile);
         grad.Compute<TElement, TQuery>(outputGrad, values, key);
-        SoftmaxGrad(grad, deltaLow, deltaHigh, 0f, 0f, 0f, 0f);
+        s00 *= grad.s00 - deltaLow;
+        s01 *= grad.s01 - deltaLow;
+        s10 *= grad.s10 - deltaLow;
+        s11 *= grad.s11 - deltaLow;
+        s02 *= grad.s02 - deltaHigh;
+        s03 *= grad.s03 - deltaHigh;
+        s12 *= grad.s12 - deltaHigh;
+        s13 *= grad.s13 - deltaHigh;
+    }
+
+    /// <inheritdoc/>
+    public void SoftmaxGradColumns<TElement, TFragments>(in TFragments values, in StagedRows outputGrad, int column, in StagedTerms terms)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TFragments : struct, IQueryFragments
+    {
+        var grad = default(ScoreTile);
+        grad.Compute<TElement, TFragments>(values, outputGrad, column);
+        terms.Delta(column, out var c0, out var c1, out var c8, out var c9);
+        s00 *= grad.s00 - c0;
+        s01 *= grad.s01 - c1;
+        s10 *= grad.s10 - c8;
+        s11 *= grad.s11 - c9;
+        s02 *= grad.s02 - c0;
+        s03 *= grad.s03 - c1;
+        s12 *= grad.s12 - c8;
+        s13 *= grad.s13 - c9;
     }
 
     /// <inheritdoc/>
@@ -141,35 +156,6 @@ internal struct ScoreTile : IScoreSlab
 
     /// <inheritdoc/>
     public readonly float PartialSumHigh() => s02 + s03 + s12 + s13;
-
-    /// <summary>
-    /// Replaces x by exp2(x - row - column), with a subtrahend per row (g, g+8) and per column (2t, 2t+1, 8+2t, 9+2t):
-    /// the running max (forward), or the log-sum-exp of the rows or, transposed, of the columns (backward).
-    /// </summary>
-    public void Exp2Minus(float low, float high, float c0, float c1, float c8, float c9)
-    {
-        s00 = Base2.Exp2(s00 - low - c0);
-        s01 = Base2.Exp2(s01 - low - c1);
-        s10 = Base2.Exp2(s10 - low - c8);
-        s11 = Base2.Exp2(s11 - low - c9);
-        s02 = Base2.Exp2(s02 - high - c0);
-        s03 = Base2.Exp2(s03 - high - c1);
-        s12 = Base2.Exp2(s12 - high - c8);
-        s13 = Base2.Exp2(s13 - high - c9);
-    }
-
-    /// <summary>The softmax gradient in place: P becomes P * (dP - delta), delta per row or, transposed, per column.</summary>
-    public void SoftmaxGrad(in ScoreTile grad, float low, float high, float c0, float c1, float c8, float c9)
-    {
-        s00 *= grad.s00 - low - c0;
-        s01 *= grad.s01 - low - c1;
-        s10 *= grad.s10 - low - c8;
-        s11 *= grad.s11 - low - c9;
-        s02 *= grad.s02 - high - c0;
-        s03 *= grad.s03 - high - c1;
-        s12 *= grad.s12 - high - c8;
-        s13 *= grad.s13 - high - c9;
-    }
 
     /// <summary>The tile rounded to the element type as the A operand (16x16, row-major) of the next mma.</summary>
     public readonly void ToOperand<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)

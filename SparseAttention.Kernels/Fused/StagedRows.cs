@@ -41,6 +41,22 @@ internal readonly struct StagedRows
         depthLane = address + (uint)(((((lane >> 3) & 1) << 3) + (lane & 7)) * rowBytes + 16 * (lane >> 4));
     }
 
+    private StagedRows(in StagedRows rows, int bytes)
+    {
+        words = rows.words;
+        rowWords = rows.rowWords;
+        firstWord = rows.firstWord + (bytes >> 2);
+        address = rows.address + (uint)bytes;
+        rowLane = rows.rowLane + (uint)bytes;
+        columnLane = rows.columnLane + (uint)bytes;
+        depthLane = rows.depthLane + (uint)bytes;
+        g = rows.g;
+        t = rows.t;
+    }
+
+    /// <summary>The same rows <paramref name="bytes"/> further on (negative: back): the other buffer of a double-buffered tile.</summary>
+    public StagedRows Shifted(int bytes) => new(this, bytes);
+
     /// <summary>Words per staged row of <paramref name="features"/> 16-bit elements: the row and 16 bytes of padding.</summary>
     public static int RowWords(int features) => (features >> 1) + 4;
 

@@ -13,20 +13,20 @@ using Slab64 = SparseAttention.Kernels.Fused.Slab<SparseAttention.Kernels.Fused.
 namespace SparseAttention.Kernels.Fused;
 
 /// <summary>
-/// The register tiles a row-walking fused kernel (forward, dQ) is specialised for: Q-like fragments and accumulators as
-/// wide as the head dim, and a score slab of one key step (64 keys, 32 for blocks of 32).
+/// The register tiles a fused kernel is specialised for: fragments (Q and dO of the row walks, K and V of the column
+/// walk) and accumulators as wide as the head dim, and a score slab of one step of 64 or 32 tokens.
 /// </summary>
-internal static class RowTiles
+internal static class TokenTiles
 {
     private static readonly ConcurrentDictionary<(string, Type, int, int), Delegate> Kernels = new();
 
     /// <summary>
     /// The kernel method <paramref name="name"/> of <see cref="FlashKernels"/> (type parameters: element, fragments,
-    /// accumulator, slab) specialised for <paramref name="headDim"/> and <paramref name="blockSize"/>.
+    /// accumulator, slab) specialised for <paramref name="headDim"/> and steps of <paramref name="steps"/> (64 or 32) tokens.
     /// </summary>
-    public static Action<TParams> Specialise<TParams, TElement>(string name, int headDim, int blockSize)
+    public static Action<TParams> Specialise<TParams, TElement>(string name, int headDim, int steps)
         where TParams : struct =>
-        (Action<TParams>)Kernels.GetOrAdd((name, typeof(TElement), headDim, blockSize), key =>
+        (Action<TParams>)Kernels.GetOrAdd((name, typeof(TElement), headDim, steps), key =>
         {
             var (query, output) = headDim switch
             {
@@ -35,7 +35,7 @@ internal static class RowTiles
                 128 => (typeof(Query128), typeof(Output128)),
                 _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
             };
-            var slab = blockSize < 64 ? typeof(Slab32) : typeof(Slab64);
+            var slab = steps < 64 ? typeof(Slab32) : typeof(Slab64);
             var method = typeof(FlashKernels).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
                 ?? throw new MissingMethodException(nameof(FlashKernels), name);
             return method.MakeGenericMethod(typeof(TElement), query, output, slab).CreateDelegate<Action<TParams>>();

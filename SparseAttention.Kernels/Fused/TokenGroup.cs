@@ -1,0 +1,149 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
+
+namespace SparseAttention.Kernels.Fused;
+
+/// <summary>
+/// Where a group of the fused kernels works: 64 tokens of one (sequence, head), 16 per warp, queries walking block rows
+/// (forward, dQ) or, transposed, keys walking block columns (dK, dV); part of one block row or column (blocks of 64 and
+/// 128) or two of them, A and B (blocks of 32: warps 0-1 A, warps 2-3 B); and the tiles of token rows it stages in
+/// shared memory.
+/// </summary>
+internal readonly struct TokenGroup
+{
+    /// <summary>Tokens of one group.</summary>
+    public const int Rows = 64;
+
+    private const int Warps = Rows / 16;
+
+    // The CPU accelerator's mma emulation swaps fragments through the start of the dynamic shared memory.
+    private const int EmulationBytes = Warps * 32 * 6 * 4;
+
+    private readonly PlanTables plan;
+    private readonly ArrayView<uint> shared;
+    private readonly int layoutHead, rowA, rowB, rowInBlock, firstByte, features;
+    private readonly bool inRowB, transposed;
+
+    /// <summary>
+    /// The group of <c>Grid.IdxX</c>, (sequence, head) <c>Grid.IdxY</c>, for tiles of <paramref name="features"/>
+    /// features; <paramref name="transposed"/>: its tokens are keys and it walks block columns.
+    /// </summary>
+    public TokenGroup(in FlashProblem problem, int features, bool transposed)
+    {
+        this.transposed = transposed;
+        this.features = features;
+        var dims = problem.Dims;
+        plan = problem.Plan;
+        var warp = Group.IdxX >> 5;
+        var lane = Group.IdxX & 31;
+        G = lane >> 2;
+        T = lane & 3;
+        var n = Grid.IdxY / dims.Heads;
+        var h = Grid.IdxY - n * dims.Heads;
+        layoutHead = plan.LayoutHead(h);
+        FirstToken = Grid.IdxX * Rows;
+        WarpRow = 16 * warp;
+        WarpToken = FirstToken + WarpRow;
+        rowA = FirstToken / plan.BlockSize;
+        var split = plan.BlockSize < Rows;
+        rowB = split ? rowA + 1 : rowA;
+        inRowB = split && warp >= 2;
+        rowInBlock = WarpToken - (inRowB ? rowB : rowA) * plan.BlockSize;
+        TokenStep = (long)dims.Heads * features;
+        HeadZero = dims.Index(n, 0, h, 0);
+        shared = SharedMemory.GetDynamic<uint>();
+        firstByte = CudaAsm.IsSupported ? 0 : EmulationBytes;
+        KeyRows = Tile(0, Rows);
+        ValueRows = Tile(1, Rows);
+        Share = new StageShare(features);
+    }
+
+    /// <summary>This lane's row group within its warp's m16n8 fragments (rows g and g+8).</summary>
+    public int G { get; }
+
+    /// <summary>This lane within its row group (columns 2t, 2t+1).</summary>
+    public int T { get; }
+
+    /// <summary>The group's first token.</summary>
+    public int FirstToken { get; }
+
+    /// <summary>This warp's first row within the group.</summary>
+    public int WarpRow { get; }
+
+    /// <summary>This warp's first token.</summary>
+    public int WarpToken { get; }
+
+    /// <summary>Elements between consecutive tokens.</summary>
+    public long TokenStep { get; }
+
+    /// <summary>Element (sequence, token 0, head, feature 0).</summary>
+    public long HeadZero { get; }
+
+    /// <summary>The first staged tile of 64 rows (keys of the row walks).</summary>
+    public StagedRows KeyRows { get; }
+
+    /// <summary>The second staged tile of 64 rows (values of the row walks; queries and output gradients before the walk).</summary>
+    public StagedRows ValueRows { get; }
+
+    /// <summary>This thread's share of each staging.</summary>
+    public StageShare Share { get; }
+
+    /// <summary>The grid, group and dynamic shared memory of a kernel staging <paramref name="stagedBytes"/> bytes.</summary>
+    public static KernelConfig Config(Accelerator accelerator, in Dims dims, int stagedBytes)
+    {
+        var emulation = accelerator.AcceleratorType == AcceleratorType.Cuda ? 0 : EmulationBytes;
+        return new KernelConfig(
+            new Index3D((dims.Ctx + Rows - 1) / Rows, dims.Batch * dims.Heads, 1),
+            new Index3D(32 * Warps, 1, 1),
+            SharedMemoryConfig.RequestDynamic<byte>(emulation + stagedBytes));
+    }
+
+    /// <summary>Bytes of a staged tile of <paramref name="rows"/> rows of <paramref name="features"/> features.</summary>
+    public static int TileBytes(int features, int rows) => rows * 4 * StagedRows.RowWords(features);
+
+    /// <summary>Staged tile <paramref name="index"/> when the staged memory is cut into tiles of <paramref name="rows"/> rows.</summary>
+    public StagedRows Tile(int index, int rows) => new(shared, firstByte + index * TileBytes(features, rows), features);
+
+    /// <summary>Per-token terms of <paramref name="tokens"/> tokens staged from byte <paramref name="offset"/> of the staged memory.</summary>
+    public StagedTerms Terms(int offset, int tokens) => new(shared, firstByte + offset, tokens);
+
+    /// <summary>The walk over the group's steps of <paramref name="tokens"/> tokens.</summary>
+    public BlockWalk Walk(int tokens) => BlockWalk.Start(plan, layoutHead, tokens, rowA, rowB, transposed);
+
+    /// <summary>The step after <paramref name="walk"/>.</summary>
+    public BlockWalk Next(in BlockWalk walk, int tokens) => walk.Next(plan, layoutHead, tokens, transposed);
+
+    /// <summary>This warp's block at <paramref name="walk"/>'s step, or -1 where its block row does not have it.</summary>
+    public int Block(in BlockWalk walk) => inRowB ? walk.BlockB : walk.BlockA;
+
+    /// <summary>Element (sequence, <paramref name="token"/>, head, feature 0).</summary>
+    public long Token(int token) => HeadZero + token * TokenStep;
+
+    /// <summary>
+    /// Scales this warp's scores of the step by <paramref name="scaleLog2"/> and masks what the block's element mask and
+    /// the decoding rule remove; only partial blocks (and blocks the rule reaches) pay for the mask, and a warp without
+    /// the block (<paramref name="block"/> -1) masks everything. Transposed, the slab's rows are keys.
+    /// </summary>
+    public void ScaleAndMask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block, float scaleLog2)
+        where TSlab : struct, IScoreSlab
+    {
+        if (block < 0)
+        {
+            slab.MaskAll();
+            return;
+        }
+
+        var isFull = plan.BlockIsFull[block] != 0;
+        var keysEnd = transposed ? WarpToken + 16 : walk.Token + default(TSlab).Keys;
+        if (isFull && keysEnd <= problem.AutoregressAtKey)
+        {
+            slab.Scale(scaleLog2);
+        }
+        else
+        {
+            slab.ScaleAndMask(scaleLog2, new SlabSite(plan, (long)block * plan.WordsPerBlock, isFull, transposed, rowInBlock, walk.TokenInBlock, WarpToken, walk.Token, problem.AutoregressAtKey), 0);
+        }
+    }
+}
