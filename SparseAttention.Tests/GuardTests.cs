@@ -137,6 +137,20 @@ public sealed class GuardTests
     }
 
     [TestMethod]
+    [DataRow(0.0)]
+    [DataRow(-0.125)]
+    [DataRow(double.NaN)]
+    [DataRow(double.PositiveInfinity)]
+    [DataRow(1e300)]
+    public void AttentionRejectsAScaleThatIsNotPositiveAndFiniteBeforeRunning(double scale)
+    {
+        using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 16);
+        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => BlockSparseAttention.Compute(q, q, q, 1, AttentionPattern.All, 16, new AttentionOptions { Scale = scale }));
+        Assert.AreEqual("options", ex.ParamName);
+        StringAssert.Contains(ex.Message, "must be positive and finite");
+    }
+
+    [TestMethod]
     public void BackwardTwiceAndWrongGradientShape()
     {
         var random = TestData.NewRandom("backward guards");

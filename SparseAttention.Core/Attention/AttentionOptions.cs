@@ -3,7 +3,7 @@ namespace SparseAttention.Attention;
 /// <summary>Options of an attention call; every field has the default a PyTorch user expects.</summary>
 public sealed record AttentionOptions
 {
-    /// <summary>Multiplies the scores; <c>1 / sqrt(headDim)</c> when null.</summary>
+    /// <summary>Multiplies the scores; <c>1 / sqrt(headDim)</c> when null; must be positive and finite.</summary>
     public double? Scale { get; init; }
 
     /// <summary>The original's <c>autoregress_at_key</c>: keys at or after it are seen only by queries at or after them.</summary>

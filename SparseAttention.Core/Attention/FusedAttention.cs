@@ -42,7 +42,7 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         var problem = Problem(pinned);
         Run(new BackwardAction(
             device,
-            new FlashDeltaParams { Dims = call.Dims, Output = As<T, ushort>(output), OutputGrad = As<T, ushort>(outputGrad), Delta = delta.View },
+            new FlashDeltaParams { Dims = call.Dims, OutputQuads = As<T, Quad>(output), OutputGradQuads = As<T, Quad>(outputGrad), Delta = delta.View },
             new FlashQueryGradParams
             {
                 Problem = problem, QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),

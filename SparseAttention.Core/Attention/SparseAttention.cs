@@ -105,7 +105,7 @@ public static class BlockSparseAttention
         BlockSparseOps.RequireVectorAligned(v, nameof(v));
         CheckAutoregress(options, plan.Ctx);
         var path = KernelSelector.ForAttention<T>(q.Device.Capability, dims.HeadDim, plan.BlockSize, options);
-        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(dims.HeadDim));
+        var scale = CheckScale(options, dims.HeadDim);
         return new AttentionCall(plan, dims, scale, options.AutoregressAtKey, path, options.Recompute);
     }
 
@@ -220,6 +220,19 @@ public static class BlockSparseAttention
 
         Guard.MultipleOf(q.Shape[2], "embedding", heads, nameof(heads));
         return q.Shape[1];
+    }
+
+    // The fused kernels take each row's maximum of the raw scores and scale it (FlashAttention's one fma per
+    // exponential), which holds only for a positive scale; the unfused path keeps the same rule.
+    private static float CheckScale(AttentionOptions options, int headDim)
+    {
+        var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
+        if (!(scale > 0f && float.IsFinite(scale)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.Scale, $"options.Scale {options.Scale} must be positive and finite (as a float)");
+        }
+
+        return scale;
     }
 
     private static void CheckAutoregress(AttentionOptions? options, int ctx)

@@ -36,11 +36,15 @@ public static partial class BlockSparseOps
     internal static void RequireVectorAligned<T>(DeviceTensor<T> tensor, string name)
         where T : unmanaged
     {
-        if (Unsafe.SizeOf<T>() == 2 && tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64() % 16 != 0)
+        if (Unsafe.SizeOf<T>() == 2 && !IsVectorAligned(tensor))
         {
             Guard.Throw(name, $"{name} does not start on a 16-byte boundary: fp16 and bf16 kernels move 16 bytes at a time, so wrap views whose first element is 16-byte aligned");
         }
     }
+
+    /// <summary>Whether the tensor's first element lies on a 16-byte boundary.</summary>
+    internal static bool IsVectorAligned<T>(DeviceTensor<T> tensor)
+        where T : unmanaged => tensor.View.AsContiguous().LoadEffectiveAddressAsPtr().ToInt64() % 16 == 0;
 
     internal static Dims DenseDims<T>(BlockSparsePlan plan, DeviceTensor<T> tensor, string name)
         where T : unmanaged

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using SparseAttention.Kernels.BlockSparse;
+using SparseAttention.Kernels.Common;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Ops;
@@ -28,7 +29,12 @@ public static class TensorOps
         var permutation = inverse ? ctx / stride : stride;
         var tokenBytes = embedding * Unsafe.SizeOf<T>();
         var accelerator = input.Device.Accelerator;
-        if (tokenBytes % 4 == 0)
+        if (tokenBytes % 16 == 0 && BlockSparseOps.IsVectorAligned(input) && BlockSparseOps.IsVectorAligned(output))
+        {
+            // Only bytes move: 16-byte quads per thread where the token's bytes and the tensors' starts allow.
+            PermuteKernels.Launch(accelerator, new PermuteParams<Quad> { Input = ElementDispatch.As<T, Quad>(input), Output = ElementDispatch.As<T, Quad>(output), Ctx = ctx, Embedding = tokenBytes / 16, Stride = permutation });
+        }
+        else if (tokenBytes % 4 == 0)
         {
             // Only bytes move: whole 4-byte words per thread whatever the element type.
             PermuteKernels.Launch(accelerator, new PermuteParams<uint> { Input = ElementDispatch.As<T, uint>(input), Output = ElementDispatch.As<T, uint>(output), Ctx = ctx, Embedding = tokenBytes / 4, Stride = permutation });

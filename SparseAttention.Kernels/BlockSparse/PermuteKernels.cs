@@ -10,6 +10,7 @@ namespace SparseAttention.Kernels.BlockSparse;
 //   v1  one thread per element, grid-stride; reads coalesced along the embedding. 64-bit divisions per element:
 //       about 110 GB/s on the H200, most of the strided attention's time once the attention itself was fused.
 //   v2  one group per token, no divisions in the loop; the caller moves 4-byte words where the token's bytes allow.
+//   v3  the caller moves 16-byte quads where the token's bytes and the tensors' starts allow (4-byte words else).
 
 /// <summary>Arguments of the token permutation.</summary>
 /// <typeparam name="T">Storage type.</typeparam>

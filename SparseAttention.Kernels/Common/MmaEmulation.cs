@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
 namespace SparseAttention.Kernels.Common;
@@ -40,9 +39,8 @@ internal static class MmaEmulation
         c3 = d3.Value;
     }
 
-    /// <summary>Dynamic shared memory a group of <paramref name="warps"/> warps needs for the emulation: six registers per lane.</summary>
-    public static SharedMemoryConfig SharedMemory(Accelerator accelerator, int warps) =>
-        accelerator.AcceleratorType == AcceleratorType.Cuda ? default : SharedMemoryConfig.RequestDynamic<uint>(warps * 32 * 6);
+    /// <summary>Bytes at the start of the dynamic shared memory a warp needs for the emulation: six registers per lane.</summary>
+    public const int WarpBytes = 32 * 6 * 4;
 
     /// <summary>
     /// D += A . B with the hardware's fragment map (docs/tensor-cores.md §2); every lane of the warp must call it. The lanes

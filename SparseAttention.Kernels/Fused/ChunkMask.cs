@@ -9,9 +9,6 @@ namespace SparseAttention.Kernels.Fused;
 /// </summary>
 internal static class ChunkMask
 {
-    /// <summary>All eight elements allowed.</summary>
-    public const int All = 0xFF;
-
     /// <summary>
     /// Queries by keys: rows are queries <paramref name="rowInBlock"/> (+g, +g+8) of the block, columns keys
     /// <paramref name="keyInBlock"/>.. (+2t, +2t+1, +8+2t, +9+2t); <paramref name="query"/> and <paramref name="key"/> are the tile's first tokens.
@@ -50,17 +47,6 @@ internal static class ChunkMask
         }
 
         return WithoutFuture(bits, key, query, autoregressAtKey, keysAreRows: true);
-    }
-
-    /// <summary>True when any lane of the warp keeps any element: tiles nobody keeps are skipped.</summary>
-    public static bool AnyInWarp(int bits)
-    {
-        for (var offset = 16; offset > 0; offset /= 2)
-        {
-            bits |= Warp.ShuffleXor(bits, offset);
-        }
-
-        return bits != 0;
     }
 
     // Clears the elements autoregress_at_key removes: keys at or after it that lie after their query. Rows start at

@@ -15,8 +15,8 @@ public static partial class FlashKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var rows = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads;
-        KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((rows + 127) / 128, 128), delta);
+        var quads = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads * (delta.Dims.HeadDim >> 3);
+        KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((quads + 255) / 256, 256), delta);
         var dq = QueryGradKernelFor<TElement>(queryGrad.Problem.Dims.HeadDim, queryGrad.Problem.Plan.BlockSize);
         KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, TokenGroup.Config(accelerator, queryGrad.Problem.Dims, RowWalkBytes(queryGrad.Problem.Dims.HeadDim)), queryGrad);
         var (headDim, blockSize) = (keyValueGrad.Problem.Dims.HeadDim, keyValueGrad.Problem.Plan.BlockSize);
@@ -24,30 +24,38 @@ public static partial class FlashKernels
         KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, TokenGroup.Config(accelerator, keyValueGrad.Problem.Dims, ColumnWalkBytes(headDim, ColumnSteps(headDim, blockSize))), keyValueGrad);
     }
 
-    // One thread per (sequence, token, head): delta is the dot product of the output row and its gradient.
+    // One thread per 16-byte quad of a (sequence, token, head) row, the row's head dim / 8 lanes summing by shuffles:
+    // one thread per row with 2-byte loads took 0.37 ms on the H200 for the causal 4k benchmark, now a copy's time.
     internal static void DeltaKernel<TElement>(FlashDeltaParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        var element = default(TElement);
         var dims = p.Dims;
-        var row = Grid.GlobalIndex.X;
-        if (row >= dims.Batch * dims.Ctx * dims.Heads)
+        var rowQuads = dims.HeadDim >> 3;
+        var quad = Grid.GlobalIndex.X;
+        var row = quad / rowQuads;
+        var inside = row < dims.Batch * dims.Ctx * dims.Heads;
+        var sum = inside ? Dot(default(TElement), p.OutputQuads[quad], p.OutputGradQuads[quad]) : 0f;
+        for (var lanes = rowQuads >> 1; lanes > 0; lanes >>= 1)
         {
-            return;
+            sum += Warp.ShuffleXor(sum, lanes);
         }
 
-        var h = row % dims.Heads;
-        var token = row / dims.Heads % dims.Ctx;
-        var n = row / dims.Heads / dims.Ctx;
-        var first = (long)row * dims.HeadDim;
-        var sum = 0f;
-        for (var d = 0; d < dims.HeadDim; d++)
+        if (inside && quad - row * rowQuads == 0)
         {
-            sum += element.ToFloat(p.Output[first + d]) * element.ToFloat(p.OutputGrad[first + d]);
+            var h = row % dims.Heads;
+            var token = row / dims.Heads % dims.Ctx;
+            var n = row / dims.Heads / dims.Ctx;
+            p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
         }
-
-        p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
     }
+
+    private static float Dot<TElement>(TElement element, Quad x, Quad y)
+        where TElement : struct, IElement<ushort> =>
+        Dot(element, x.X, y.X) + Dot(element, x.Y, y.Y) + Dot(element, x.Z, y.Z) + Dot(element, x.W, y.W);
+
+    private static float Dot<TElement>(TElement element, uint x, uint y)
+        where TElement : struct, IElement<ushort> =>
+        (element.ToFloat((ushort)x) * element.ToFloat((ushort)y)) + (element.ToFloat((ushort)(x >> 16)) * element.ToFloat((ushort)(y >> 16)));
 
     /// <summary>The dK/dV kernel for a head dim and block size (register tiles as wide as the head dim, query steps of <see cref="ColumnSteps"/>).</summary>
     public static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim, int blockSize)
@@ -123,8 +131,8 @@ public static partial class FlashKernels
             if (block >= 0 || !CudaAsm.IsSupported)
             {
                 slab.Compute<TElement, TFragments>(key, queryRows, 0);
-                group.ScaleAndMask(ref slab, problem, walk, block, scaleLog2);
-                slab.Exp2MinusColumns(terms, 0);
+                group.Mask(ref slab, problem, walk, block);
+                slab.Exp2MinusColumns(scaleLog2, terms, 0);
                 slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
                 slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);
                 slab.Accumulate<TElement, TAccumulator>(ref keyGrad, queryRows, 0);

@@ -79,13 +79,14 @@ public static partial class FlashKernels
             if (computes)
             {
                 slab.Compute<TElement, TQuery>(query, keyRows, 0);
-                group.ScaleAndMask(ref slab, problem, walk, block, scaleLog2);
+                group.Mask(ref slab, problem, walk, block);
 
-                // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty keeps 0.
-                float newLow = XMath.Max(maxLow, ScoreTile.QuadMax(slab.LaneMaxLow())), newHigh = XMath.Max(maxHigh, ScoreTile.QuadMax(slab.LaneMaxHigh()));
+                // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty
+                // keeps 0. The max is taken on the unscaled scores (the scale is positive) and kept scaled.
+                float newLow = XMath.Max(maxLow, ScoreTile.QuadMax(slab.LaneMaxLow()) * scaleLog2), newHigh = XMath.Max(maxHigh, ScoreTile.QuadMax(slab.LaneMaxHigh()) * scaleLog2);
                 float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
                 float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
-                slab.Exp2Minus(baseLow, baseHigh);
+                slab.Exp2Minus(scaleLog2, baseLow, baseHigh);
                 sumLow = sumLow * alphaLow + slab.PartialSumLow();
                 sumHigh = sumHigh * alphaHigh + slab.PartialSumHigh();
                 maxLow = newLow;

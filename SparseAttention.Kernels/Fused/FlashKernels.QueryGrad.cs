@@ -72,8 +72,8 @@ public static partial class FlashKernels
             if (computes)
             {
                 slab.Compute<TElement, TQuery>(query, keyRows, 0);
-                group.ScaleAndMask(ref slab, problem, walk, block, scaleLog2);
-                slab.Exp2Minus(lseLow, lseHigh);
+                group.Mask(ref slab, problem, walk, block);
+                slab.Exp2Minus(scaleLog2, lseLow, lseHigh);
                 slab.SoftmaxGrad<TElement, TQuery>(outputGrad, valueRows, 0, deltaLow, deltaHigh);
             }
 

@@ -59,11 +59,11 @@ public readonly struct FlashDeltaParams
     /// <summary>Problem sizes.</summary>
     public Dims Dims { get; init; }
 
-    /// <summary>Forward output as elements.</summary>
-    public ArrayView<ushort> Output { get; init; }
+    /// <summary>Forward output as 16-byte quads.</summary>
+    public ArrayView<Quad> OutputQuads { get; init; }
 
-    /// <summary>Output gradient as elements.</summary>
-    public ArrayView<ushort> OutputGrad { get; init; }
+    /// <summary>Output gradient as quads.</summary>
+    public ArrayView<Quad> OutputGradQuads { get; init; }
 
     /// <summary><c>rowsum(O * dO)</c>, <c>[batch, heads, ctx]</c>.</summary>
     public ArrayView<float> Delta { get; init; }

@@ -102,14 +102,11 @@ internal interface IScoreSlab
         where TElement : struct, IElement<ushort>, IMmaElement
         where TQuery : struct, IQueryFragments;
 
-    /// <summary>Multiplies every score by <paramref name="scale"/> (a full block: nothing masked).</summary>
-    void Scale(float scale);
-
     /// <summary>Masks every score: the step adds nothing to this warp's rows.</summary>
     void MaskAll();
 
-    /// <summary>Multiplies by <paramref name="scale"/> and sets what <paramref name="site"/> masks to -inf; <paramref name="offset"/> is this part's first key in the slab.</summary>
-    void ScaleAndMask(float scale, in SlabSite site, int offset);
+    /// <summary>Sets what <paramref name="site"/> masks to -inf; <paramref name="offset"/> is this part's first key in the slab.</summary>
+    void Mask(in SlabSite site, int offset);
 
     /// <summary>This lane's maximum of row g.</summary>
     float LaneMaxLow();
@@ -117,8 +114,11 @@ internal interface IScoreSlab
     /// <summary>This lane's maximum of row g+8.</summary>
     float LaneMaxHigh();
 
-    /// <summary>exp2(x - row max) in place; <paramref name="low"/> for row g, <paramref name="high"/> for g+8.</summary>
-    void Exp2Minus(float low, float high);
+    /// <summary>
+    /// exp2(x * <paramref name="scale"/> - row term) in place (one fma each), <paramref name="low"/> for row g,
+    /// <paramref name="high"/> for g+8; the scores stay unscaled until here, so a row's max is taken on them and scaled once.
+    /// </summary>
+    void Exp2Minus(float scale, float low, float high);
 
     /// <summary>This lane's part of row g's sum.</summary>
     float PartialSumLow();
@@ -139,8 +139,8 @@ internal interface IScoreSlab
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IOutputTiles;
 
-    /// <summary>Transposed (rows are keys): exp2(x - log-sum-exp of the column's query) in place, from step token <paramref name="column"/>.</summary>
-    void Exp2MinusColumns(in StagedTerms terms, int column);
+    /// <summary>Transposed (rows are keys): exp2(x * <paramref name="scale"/> - log-sum-exp of the column's query) in place, from step token <paramref name="column"/>.</summary>
+    void Exp2MinusColumns(float scale, in StagedTerms terms, int column);
 
     /// <summary>
     /// Transposed: Pᵀ becomes Pᵀ * (dPᵀ - delta of the column's query), dPᵀ = V . dOᵀ computed one 16-query tile at a
@@ -174,13 +174,6 @@ internal struct Slab<TLow, THigh> : IScoreSlab
     }
 
     /// <inheritdoc/>
-    public void Scale(float scale)
-    {
-        low.Scale(scale);
-        high.Scale(scale);
-    }
-
-    /// <inheritdoc/>
     public void MaskAll()
     {
         low.MaskAll();
@@ -188,10 +181,10 @@ internal struct Slab<TLow, THigh> : IScoreSlab
     }
 
     /// <inheritdoc/>
-    public void ScaleAndMask(float scale, in SlabSite site, int offset)
+    public void Mask(in SlabSite site, int offset)
     {
-        low.ScaleAndMask(scale, site, offset);
-        high.ScaleAndMask(scale, site, offset + default(TLow).Keys);
+        low.Mask(site, offset);
+        high.Mask(site, offset + default(TLow).Keys);
     }
 
     /// <inheritdoc/>
@@ -201,10 +194,10 @@ internal struct Slab<TLow, THigh> : IScoreSlab
     public readonly float LaneMaxHigh() => ILGPU.Algorithms.XMath.Max(low.LaneMaxHigh(), high.LaneMaxHigh());
 
     /// <inheritdoc/>
-    public void Exp2Minus(float lowRow, float highRow)
+    public void Exp2Minus(float scale, float lowRow, float highRow)
     {
-        low.Exp2Minus(lowRow, highRow);
-        high.Exp2Minus(lowRow, highRow);
+        low.Exp2Minus(scale, lowRow, highRow);
+        high.Exp2Minus(scale, lowRow, highRow);
     }
 
     /// <inheritdoc/>
@@ -232,10 +225,10 @@ internal struct Slab<TLow, THigh> : IScoreSlab
     }
 
     /// <inheritdoc/>
-    public void Exp2MinusColumns(in StagedTerms terms, int column)
+    public void Exp2MinusColumns(float scale, in StagedTerms terms, int column)
     {
-        low.Exp2MinusColumns(terms, column);
-        high.Exp2MinusColumns(terms, column + default(TLow).Keys);
+        low.Exp2MinusColumns(scale, terms, column);
+        high.Exp2MinusColumns(scale, terms, column + default(TLow).Keys);
     }
 
     /// <inheritdoc/>

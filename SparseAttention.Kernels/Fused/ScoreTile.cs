@@ -36,23 +36,10 @@ internal struct ScoreTile : IScoreSlab
     }
 
     /// <inheritdoc/>
-    public void Scale(float scale)
-    {
-        s00 *= scale;
-        s01 *= scale;
-        s02 *= scale;
-        s03 *= scale;
-        s10 *= scale;
-        s11 *= scale;
-        s12 *= scale;
-        s13 *= scale;
-    }
+    public void MaskAll() => Mask(0);
 
     /// <inheritdoc/>
-    public void MaskAll() => ScaleAndMask(0f, 0);
-
-    /// <inheritdoc/>
-    public void ScaleAndMask(float scale, in SlabSite site, int offset) => ScaleAndMask(scale, site.Allowed(offset));
+    public void Mask(in SlabSite site, int offset) => Mask(site.Allowed(offset));
 
     /// <inheritdoc/>
     public readonly float LaneMaxLow() => XMath.Max(XMath.Max(s00, s01), XMath.Max(s10, s11));
@@ -61,30 +48,30 @@ internal struct ScoreTile : IScoreSlab
     public readonly float LaneMaxHigh() => XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13));
 
     /// <inheritdoc/>
-    public void Exp2Minus(float low, float high)
+    public void Exp2Minus(float scale, float low, float high)
     {
-        s00 = Base2.Exp2(s00 - low);
-        s01 = Base2.Exp2(s01 - low);
-        s10 = Base2.Exp2(s10 - low);
-        s11 = Base2.Exp2(s11 - low);
-        s02 = Base2.Exp2(s02 - high);
-        s03 = Base2.Exp2(s03 - high);
-        s12 = Base2.Exp2(s12 - high);
-        s13 = Base2.Exp2(s13 - high);
+        s00 = Base2.Exp2((s00 * scale) - low);
+        s01 = Base2.Exp2((s01 * scale) - low);
+        s10 = Base2.Exp2((s10 * scale) - low);
+        s11 = Base2.Exp2((s11 * scale) - low);
+        s02 = Base2.Exp2((s02 * scale) - high);
+        s03 = Base2.Exp2((s03 * scale) - high);
+        s12 = Base2.Exp2((s12 * scale) - high);
+        s13 = Base2.Exp2((s13 * scale) - high);
     }
 
     /// <inheritdoc/>
-    public void Exp2MinusColumns(in StagedTerms terms, int column)
+    public void Exp2MinusColumns(float scale, in StagedTerms terms, int column)
     {
         terms.LogSumExp(column, out var c0, out var c1, out var c8, out var c9);
-        s00 = Base2.Exp2(s00 - c0);
-        s01 = Base2.Exp2(s01 - c1);
-        s10 = Base2.Exp2(s10 - c8);
-        s11 = Base2.Exp2(s11 - c9);
-        s02 = Base2.Exp2(s02 - c0);
-        s03 = Base2.Exp2(s03 - c1);
-        s12 = Base2.Exp2(s12 - c8);
-        s13 = Base2.Exp2(s13 - c9);
+        s00 = Base2.Exp2((s00 * scale) - c0);
+        s01 = Base2.Exp2((s01 * scale) - c1);
+        s10 = Base2.Exp2((s10 * scale) - c8);
+        s11 = Base2.Exp2((s11 * scale) - c9);
+        s02 = Base2.Exp2((s02 * scale) - c0);
+        s03 = Base2.Exp2((s03 * scale) - c1);
+        s12 = Base2.Exp2((s12 * scale) - c8);
+        s13 = Base2.Exp2((s13 * scale) - c9);
     }
 
     /// <inheritdoc/>
@@ -132,24 +119,18 @@ internal struct ScoreTile : IScoreSlab
         output.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, 0);
     }
 
-    /// <summary>Multiplies by <paramref name="scale"/>; elements whose bit in <paramref name="allowed"/> is clear become -inf.</summary>
-    public void ScaleAndMask(float scale, int allowed)
+    /// <summary>Elements whose bit in <paramref name="allowed"/> is clear become -inf.</summary>
+    public void Mask(int allowed)
     {
-        s00 = (allowed & 1) != 0 ? s00 * scale : float.NegativeInfinity;
-        s01 = (allowed & 2) != 0 ? s01 * scale : float.NegativeInfinity;
-        s10 = (allowed & 4) != 0 ? s10 * scale : float.NegativeInfinity;
-        s11 = (allowed & 8) != 0 ? s11 * scale : float.NegativeInfinity;
-        s02 = (allowed & 16) != 0 ? s02 * scale : float.NegativeInfinity;
-        s03 = (allowed & 32) != 0 ? s03 * scale : float.NegativeInfinity;
-        s12 = (allowed & 64) != 0 ? s12 * scale : float.NegativeInfinity;
-        s13 = (allowed & 128) != 0 ? s13 * scale : float.NegativeInfinity;
+        s00 = (allowed & 1) != 0 ? s00 : float.NegativeInfinity;
+        s01 = (allowed & 2) != 0 ? s01 : float.NegativeInfinity;
+        s10 = (allowed & 4) != 0 ? s10 : float.NegativeInfinity;
+        s11 = (allowed & 8) != 0 ? s11 : float.NegativeInfinity;
+        s02 = (allowed & 16) != 0 ? s02 : float.NegativeInfinity;
+        s03 = (allowed & 32) != 0 ? s03 : float.NegativeInfinity;
+        s12 = (allowed & 64) != 0 ? s12 : float.NegativeInfinity;
+        s13 = (allowed & 128) != 0 ? s13 : float.NegativeInfinity;
     }
-
-    /// <summary>Row g's maximum over the whole tile (its quad of lanes).</summary>
-    public readonly float MaxLow() => QuadMax(LaneMaxLow());
-
-    /// <summary>Row g+8's maximum over the whole tile.</summary>
-    public readonly float MaxHigh() => QuadMax(LaneMaxHigh());
 
     /// <inheritdoc/>
     public readonly float PartialSumLow() => s00 + s01 + s10 + s11;

@@ -19,7 +19,7 @@ internal readonly struct TokenGroup
     private const int Warps = Rows / 16;
 
     // The CPU accelerator's mma emulation swaps fragments through the start of the dynamic shared memory.
-    private const int EmulationBytes = Warps * 32 * 6 * 4;
+    private const int EmulationBytes = Warps * MmaEmulation.WarpBytes;
 
     private readonly PlanTables plan;
     private readonly ArrayView<uint> shared;
@@ -122,11 +122,11 @@ internal readonly struct TokenGroup
     public long Token(int token) => HeadZero + token * TokenStep;
 
     /// <summary>
-    /// Scales this warp's scores of the step by <paramref name="scaleLog2"/> and masks what the block's element mask and
-    /// the decoding rule remove; only partial blocks (and blocks the rule reaches) pay for the mask, and a warp without
-    /// the block (<paramref name="block"/> -1) masks everything. Transposed, the slab's rows are keys.
+    /// Masks this warp's scores of the step where the block's element mask and the decoding rule remove them; only
+    /// partial blocks (and blocks the rule reaches) pay for it, and a warp without the block (<paramref name="block"/> -1)
+    /// masks everything. Transposed, the slab's rows are keys.
     /// </summary>
-    public void ScaleAndMask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block, float scaleLog2)
+    public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block)
         where TSlab : struct, IScoreSlab
     {
         if (block < 0)
@@ -137,13 +137,9 @@ internal readonly struct TokenGroup
 
         var isFull = plan.BlockIsFull[block] != 0;
         var keysEnd = transposed ? WarpToken + 16 : walk.Token + default(TSlab).Keys;
-        if (isFull && keysEnd <= problem.AutoregressAtKey)
+        if (!isFull || keysEnd > problem.AutoregressAtKey)
         {
-            slab.Scale(scaleLog2);
-        }
-        else
-        {
-            slab.ScaleAndMask(scaleLog2, new SlabSite(plan, (long)block * plan.WordsPerBlock, isFull, transposed, rowInBlock, walk.TokenInBlock, WarpToken, walk.Token, problem.AutoregressAtKey), 0);
+            slab.Mask(new SlabSite(plan, (long)block * plan.WordsPerBlock, isFull, transposed, rowInBlock, walk.TokenInBlock, WarpToken, walk.Token, problem.AutoregressAtKey), 0);
         }
     }
 }
