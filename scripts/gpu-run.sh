@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One build-check-time cycle on a GPU machine without the .NET SDK (the device tool's machine).
-# Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh) and bundle/peers.py; writes logs to $OUT.
+# Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh); writes logs to $OUT.
 # Steps: all CUDA tests; the demo; every path's result hashes (fingerprint); compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
-# then peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
+# then scripts/peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
 # Usage: scripts/gpu-run.sh [ptx|tests|fingerprint|sanitize|bench|all]...
 set -u
 OUT=${OUT:-/tmp/out}
@@ -41,7 +41,7 @@ if has sanitize; then
 fi
 if has bench; then
   timeout 300 "$app/SparseAttention.Cli" bench >"$OUT/bench.log" 2>&1; echo "bench exit $?"
-  PYTHONUNBUFFERED=1 timeout 240 python3 bundle/peers.py >"$OUT/peers.log" 2>&1; echo "peers exit $?"
+  PEERS_BUDGET_S=${PEERS_BUDGET_S:-100} PYTHONUNBUFFERED=1 timeout 330 python3 scripts/peers.py >"$OUT/peers.log" 2>&1; echo "peers exit $?"
   sed -n '/^$/,$p' "$OUT/bench.log"
   "$app/SparseAttention.Cli" compare --bench "$OUT/bench.log" --peers "$OUT/peers.log" | tee "$OUT/compare.md"
 fi

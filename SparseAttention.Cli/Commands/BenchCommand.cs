@@ -13,7 +13,7 @@ namespace SparseAttention.Cli.Commands;
 
 /// <summary>
 /// The GPU benchmark: copy bandwidth, each block-sparse op (issue 3's shape), attention forward and forward+backward on
-/// the peer cases of shared/bench (fp16, headDim 64), and peak memory with and without recompute.
+/// the peer cases of scripts/peers.py (fp16 at head dim 64, bf16 at head dim 128), and peak memory with and without recompute.
 /// Prints one JSON object per line and a table last.
 /// </summary>
 internal static class BenchCommand
@@ -61,7 +61,21 @@ internal static class BenchCommand
         ];
         foreach (var c in Runs("attention") ? cases : [])
         {
-            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block);
+            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block, "fp16", x => (Half)x);
+        }
+
+        // Head dim 128 in bf16 at 8k to 16k (issue 13's cases, beside peers.py's).
+        (string Name, int Batch, int Ctx, AttentionPattern Pattern, int Block)[] wide =
+        [
+            ("all (causal)", 2, 8192, AttentionPattern.All, 64),
+            ("all (causal)", 1, 16384, AttentionPattern.All, 64),
+            ("local, L 256", 2, 8192, AttentionPattern.Local(256), 64),
+            ("strided, L 64", 2, 8192, AttentionPattern.Strided(64), 64),
+            ("fixed, L 128, 4 verts, block 32", 2, 8192, AttentionPattern.Fixed(128, 4, 1), 32),
+        ];
+        foreach (var c in Runs("attention") ? wide : [])
+        {
+            AttentionBench(device, c.Name, c.Batch, 16, c.Ctx, 128, c.Pattern, c.Block, "bf16", x => (BFloat16)x);
         }
 
         foreach (var ctx in Runs("memory") ? new[] { 4096, 16384, 65536 } : [])
@@ -143,13 +157,14 @@ internal static class BenchCommand
         }
     }
 
-    private static void AttentionBench(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block)
+    private static void AttentionBench<T>(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block, string dtype, Func<float, T> convert)
+        where T : unmanaged
     {
         var random = new Random(2);
-        using var q = RandomTensor(device, random, batch, ctx, heads * headDim);
-        using var k = RandomTensor(device, random, batch, ctx, heads * headDim);
-        using var v = RandomTensor(device, random, batch, ctx, heads * headDim);
-        using var grad = RandomTensor(device, random, batch, ctx, heads * headDim);
+        using var q = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
+        using var k = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
+        using var v = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
+        using var grad = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
         var forward = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseAttention.Compute(q, k, v, heads, pattern, block).Dispose(), 2, 10);
         var both = DeviceTimer.MedianMilliseconds(device.Accelerator, () =>
         {
@@ -161,8 +176,8 @@ internal static class BenchCommand
         var nnz = Enumerable.Range(0, heads).Sum(h => (double)layout.AllowedElements(h)) / heads;
         var forwardFlops = 4.0 * batch * heads * nnz * headDim;
         Report(
-            new { bench = "attention", name, pattern = pattern.ToString(), batch, heads, ctx, headDim, block, dtype = "fp16", fwdMs = forward, fwdBwdMs = both, fwdTflops = forwardFlops / (forward * 1e9), fwdBwdTflops = 3.5 * forwardFlops / (both * 1e9) },
-            string.Create(CultureInfo.InvariantCulture, $"attention {name,-32} B{batch} H{heads} N{ctx} block {block,3}: fwd {forward,8:F3} ms  fwd+bwd {both,8:F3} ms  ({forwardFlops / (forward * 1e9):F1} TFLOP/s fwd, allowed entries only)"));
+            new { bench = "attention", name, pattern = pattern.ToString(), batch, heads, ctx, headDim, block, dtype, fwdMs = forward, fwdBwdMs = both, fwdTflops = forwardFlops / (forward * 1e9), fwdBwdTflops = 3.5 * forwardFlops / (both * 1e9) },
+            string.Create(CultureInfo.InvariantCulture, $"attention {name,-32} {dtype} B{batch} H{heads} N{ctx} D{headDim} block {block,3}: fwd {forward,8:F3} ms  fwd+bwd {both,8:F3} ms  ({forwardFlops / (forward * 1e9):F1} TFLOP/s fwd, allowed entries only)"));
     }
 
     private static void RecomputeMemory(ComputeDevice device)
@@ -224,15 +239,18 @@ internal static class BenchCommand
             string.Create(CultureInfo.InvariantCulture, $"memory fused {pattern} B1 H{heads} N{ctx,6} D{headDim}: {extra / 1e6,8:F2} MB beyond inputs/outputs/gradients ({(double)extra / ctx:F0} B per token); plan {plan.SizeInBytes / 1e6:F1} MB"));
     }
 
-    private static DeviceTensor<Half> RandomTensor(ComputeDevice device, Random random, params int[] shape)
+    private static DeviceTensor<Half> RandomTensor(ComputeDevice device, Random random, params int[] shape) => RandomTensor(device, random, x => (Half)x, shape);
+
+    private static DeviceTensor<T> RandomTensor<T>(ComputeDevice device, Random random, Func<float, T> convert, params int[] shape)
+        where T : unmanaged
     {
-        var data = new Half[shape.Aggregate(1, (a, b) => a * b)];
+        var data = new T[shape.Aggregate(1, (a, b) => a * b)];
         for (var i = 0; i < data.Length; i++)
         {
-            data[i] = (Half)(random.NextDouble() * 2 - 1);
+            data[i] = convert((float)(random.NextDouble() * 2 - 1));
         }
 
-        return DeviceTensor<Half>.FromSpan(device, data, shape);
+        return DeviceTensor<T>.FromSpan(device, data, shape);
     }
 
     private static void Report(object json, string row)
