@@ -17,18 +17,6 @@ internal static class TensorCore
     public static uint Pack(ushort low, ushort high) => low | ((uint)high << 16);
 
     /// <summary>
-    /// The warp's 8x8 matrix of 16-bit elements transposed (<c>movmatrix</c>, CUDA only): lane l gives the pair (row
-    /// l / 4, columns 2(l % 4), 2(l % 4) + 1) and gets the same pair of the transpose.
-    /// </summary>
-    public static uint Transpose(uint value)
-    {
-        Output<uint> transposed = default;
-        Input<uint> source = value;
-        CudaAsm.EmitRef("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;", ref transposed, ref source);
-        return transposed.Value;
-    }
-
-    /// <summary>
     /// <paramref name="value"/>, computed here and not at its uses: ILGPU's code placement moves pure arithmetic down to
     /// where it is used, into loops, so a division meant to run once per thread ran on every iteration. An inline
     /// <c>mov</c> on CUDA is a point the computation cannot move past.

@@ -17,7 +17,8 @@ namespace SparseAttention.Kernels.Fused;
 //   v6  forward: FlashAttention-2's structure (FlashKernels.Forward.cs): 64 query rows per group, Q in registers,
 //       K and V staged by cp.async, 64-key steps, ldmatrix; H200 dense causal D64 4.56 -> 0.95 ms. dQ on the same
 //       structure (FlashKernels.QueryGrad.cs), Q and dO in registers. dK/dV on the transposed structure
-//       (FlashKernels.Backward.cs): 64 keys per group, K and V in registers, Q, dO, log-sum-exp and delta staged.
+//       (FlashKernels.Backward.cs): 64 keys per group, K and V in registers, Q, dO, log-sum-exp and delta staged
+//       (causal D64 fwd+bwd 10.80 -> 4.13 ms). Then one fma per exponential and delta by 16-byte quads (-> 3.68 ms).
 
 /// <summary>The fused attention kernels and their launchers.</summary>
 public static partial class FlashKernels
