@@ -40,19 +40,22 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         var dv = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         using var pinned = device.Pin(call.Plan);
         var problem = Problem(pinned);
+        var inputs = new FlashBackwardInputs
+        {
+            QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),
+            QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputGradAddress = Address(outputGrad),
+        };
         Run(new BackwardAction(
             device,
             new FlashDeltaParams { Dims = call.Dims, OutputQuads = As<T, Quad>(output), OutputGradQuads = As<T, Quad>(outputGrad), Delta = delta.View },
             new FlashQueryGradParams
             {
-                Problem = problem, QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),
-                QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputGradAddress = Address(outputGrad),
+                Problem = problem, Inputs = inputs,
                 LogSumExp = logSumExp.View, Delta = delta.View, QueryGradPairs = As<T, uint>(dq),
             },
             new FlashKeyValueGradParams
             {
-                Problem = problem, QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v), OutputGradQuads = As<T, Quad>(outputGrad),
-                QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputGradAddress = Address(outputGrad),
+                Problem = problem, Inputs = inputs,
                 LogSumExp = logSumExp.View, LogSumExpAddress = Address(logSumExp), Delta = delta.View, DeltaAddress = Address(delta),
                 KeyGradPairs = As<T, uint>(dk), ValueGradPairs = As<T, uint>(dv),
             }));

@@ -78,13 +78,13 @@ public static partial class FlashKernels
         var group = new TokenGroup(problem, features, transposed: true);
         int g = group.G, t = group.T;
         var share = group.Share;
-        long queryAddress = AsyncCopy.ToGlobal(p.QueryAddress), outputGradAddress = AsyncCopy.ToGlobal(p.OutputGradAddress);
+        long queryAddress = AsyncCopy.ToGlobal(p.Inputs.QueryAddress), outputGradAddress = AsyncCopy.ToGlobal(p.Inputs.OutputGradAddress);
         long logSumExpAddress = AsyncCopy.ToGlobal(p.LogSumExpAddress), deltaAddress = AsyncCopy.ToGlobal(p.DeltaAddress);
 
         // K and V through shared memory into registers.
         var rows = XMath.Min(TokenGroup.Rows, dims.Ctx - group.FirstToken);
-        group.KeyRows.Stage(p.KeyQuads, AsyncCopy.ToGlobal(p.KeyAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
-        group.ValueRows.Stage(p.ValueQuads, AsyncCopy.ToGlobal(p.ValueAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        group.KeyRows.Stage(p.Inputs.KeyQuads, AsyncCopy.ToGlobal(p.Inputs.KeyAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        group.ValueRows.Stage(p.Inputs.ValueQuads, AsyncCopy.ToGlobal(p.Inputs.ValueAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
         AsyncCopy.Commit();
         AsyncCopy.WaitAll();
         Group.Barrier();
@@ -102,8 +102,8 @@ public static partial class FlashKernels
         var walk = group.Walk(steps);
         if (!walk.Done)
         {
-            queryRows.Stage(p.QueryQuads, queryAddress, group.Token(walk.Token), group.TokenStep, steps, share);
-            outputGradRows.Stage(p.OutputGradQuads, outputGradAddress, group.Token(walk.Token), group.TokenStep, steps, share);
+            queryRows.Stage(p.Inputs.QueryQuads, queryAddress, group.Token(walk.Token), group.TokenStep, steps, share);
+            outputGradRows.Stage(p.Inputs.OutputGradQuads, outputGradAddress, group.Token(walk.Token), group.TokenStep, steps, share);
             terms.Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, walk.Token));
             AsyncCopy.Commit();
         }
@@ -120,8 +120,8 @@ public static partial class FlashKernels
             var next = group.Next(walk, steps);
             if (!next.Done)
             {
-                queryRows.Shifted(rowsShift).Stage(p.QueryQuads, queryAddress, group.Token(next.Token), group.TokenStep, steps, share);
-                outputGradRows.Shifted(rowsShift).Stage(p.OutputGradQuads, outputGradAddress, group.Token(next.Token), group.TokenStep, steps, share);
+                queryRows.Shifted(rowsShift).Stage(p.Inputs.QueryQuads, queryAddress, group.Token(next.Token), group.TokenStep, steps, share);
+                outputGradRows.Shifted(rowsShift).Stage(p.Inputs.OutputGradQuads, outputGradAddress, group.Token(next.Token), group.TokenStep, steps, share);
                 terms.Shifted(termsShift).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, next.Token));
                 AsyncCopy.Commit();
             }

@@ -30,12 +30,12 @@ public static partial class FlashKernels
         var group = new TokenGroup(problem, default(TOutput).Features, transposed: false);
         int g = group.G, t = group.T;
         var (keyRows, valueRows, share) = (group.KeyRows, group.ValueRows, group.Share);
-        long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
+        long keyAddress = AsyncCopy.ToGlobal(p.Inputs.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.Inputs.ValueAddress);
 
         // Q through the V tile and dO through the K tile into registers; then the first K and V.
         var rows = XMath.Min(TokenGroup.Rows, dims.Ctx - group.FirstToken);
-        valueRows.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
-        keyRows.Stage(p.OutputGradQuads, AsyncCopy.ToGlobal(p.OutputGradAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        valueRows.Stage(p.Inputs.QueryQuads, AsyncCopy.ToGlobal(p.Inputs.QueryAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
+        keyRows.Stage(p.Inputs.OutputGradQuads, AsyncCopy.ToGlobal(p.Inputs.OutputGradAddress), group.Token(group.FirstToken), group.TokenStep, rows, share);
         AsyncCopy.Commit();
         AsyncCopy.WaitAll();
         Group.Barrier();
@@ -47,8 +47,8 @@ public static partial class FlashKernels
         Group.Barrier();
         if (!walk.Done)
         {
-            keyRows.Stage(p.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, keys, share);
-            valueRows.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, keys, share);
+            keyRows.Stage(p.Inputs.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, keys, share);
+            valueRows.Stage(p.Inputs.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, keys, share);
             AsyncCopy.Commit();
         }
 
@@ -81,7 +81,7 @@ public static partial class FlashKernels
             Group.Barrier();
             if (!next.Done)
             {
-                valueRows.Stage(p.ValueQuads, valueAddress, group.Token(next.Token), group.TokenStep, keys, share);
+                valueRows.Stage(p.Inputs.ValueQuads, valueAddress, group.Token(next.Token), group.TokenStep, keys, share);
                 AsyncCopy.Commit();
             }
 
@@ -93,7 +93,7 @@ public static partial class FlashKernels
             Group.Barrier();
             if (!next.Done)
             {
-                keyRows.Stage(p.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, keys, share);
+                keyRows.Stage(p.Inputs.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, keys, share);
                 AsyncCopy.Commit();
             }
 

@@ -69,12 +69,9 @@ public readonly struct FlashDeltaParams
     public ArrayView<float> Delta { get; init; }
 }
 
-/// <summary>Arguments of the dQ pass.</summary>
-public readonly struct FlashQueryGradParams
+/// <summary>q, k, v and the output gradient as the backward kernels stage them.</summary>
+public readonly struct FlashBackwardInputs
 {
-    /// <summary>Sizes, tables, scale and decoding rule.</summary>
-    public FlashProblem Problem { get; init; }
-
     /// <summary>Queries as 16-byte quads (the CPU accelerator's copies).</summary>
     public ArrayView<Quad> QueryQuads { get; init; }
 
@@ -98,6 +95,16 @@ public readonly struct FlashQueryGradParams
 
     /// <summary>Device address of the output gradient.</summary>
     public long OutputGradAddress { get; init; }
+}
+
+/// <summary>Arguments of the dQ pass.</summary>
+public readonly struct FlashQueryGradParams
+{
+    /// <summary>Sizes, tables, scale and decoding rule.</summary>
+    public FlashProblem Problem { get; init; }
+
+    /// <summary>q, k, v and the output gradient.</summary>
+    public FlashBackwardInputs Inputs { get; init; }
 
     /// <summary>The forward's log-sum-exp per row.</summary>
     public ArrayView<float> LogSumExp { get; init; }
@@ -115,29 +122,8 @@ public readonly struct FlashKeyValueGradParams
     /// <summary>Sizes, tables, scale and decoding rule.</summary>
     public FlashProblem Problem { get; init; }
 
-    /// <summary>Queries as 16-byte quads (the CPU accelerator's copies).</summary>
-    public ArrayView<Quad> QueryQuads { get; init; }
-
-    /// <summary>Keys as quads.</summary>
-    public ArrayView<Quad> KeyQuads { get; init; }
-
-    /// <summary>Values as quads.</summary>
-    public ArrayView<Quad> ValueQuads { get; init; }
-
-    /// <summary>Output gradient as quads.</summary>
-    public ArrayView<Quad> OutputGradQuads { get; init; }
-
-    /// <summary>Device address of the queries, for <c>cp.async</c>.</summary>
-    public long QueryAddress { get; init; }
-
-    /// <summary>Device address of the keys.</summary>
-    public long KeyAddress { get; init; }
-
-    /// <summary>Device address of the values.</summary>
-    public long ValueAddress { get; init; }
-
-    /// <summary>Device address of the output gradient.</summary>
-    public long OutputGradAddress { get; init; }
+    /// <summary>q, k, v and the output gradient.</summary>
+    public FlashBackwardInputs Inputs { get; init; }
 
     /// <summary>The forward's log-sum-exp per row (the CPU accelerator's copies).</summary>
     public ArrayView<float> LogSumExp { get; init; }

@@ -48,30 +48,13 @@ internal struct ScoreTile : IScoreSlab
     public readonly float LaneMaxHigh() => XMath.Max(XMath.Max(s02, s03), XMath.Max(s12, s13));
 
     /// <inheritdoc/>
-    public void Exp2Minus(float scale, float low, float high)
-    {
-        s00 = Base2.Exp2((s00 * scale) - low);
-        s01 = Base2.Exp2((s01 * scale) - low);
-        s10 = Base2.Exp2((s10 * scale) - low);
-        s11 = Base2.Exp2((s11 * scale) - low);
-        s02 = Base2.Exp2((s02 * scale) - high);
-        s03 = Base2.Exp2((s03 * scale) - high);
-        s12 = Base2.Exp2((s12 * scale) - high);
-        s13 = Base2.Exp2((s13 * scale) - high);
-    }
+    public void Exp2Minus(float scale, float low, float high) => Exp2Minus(scale, low, low, low, low, high, high, high, high);
 
     /// <inheritdoc/>
     public void Exp2MinusColumns(float scale, in StagedTerms terms, int column)
     {
         terms.LogSumExp(column, out var c0, out var c1, out var c8, out var c9);
-        s00 = Base2.Exp2((s00 * scale) - c0);
-        s01 = Base2.Exp2((s01 * scale) - c1);
-        s10 = Base2.Exp2((s10 * scale) - c8);
-        s11 = Base2.Exp2((s11 * scale) - c9);
-        s02 = Base2.Exp2((s02 * scale) - c0);
-        s03 = Base2.Exp2((s03 * scale) - c1);
-        s12 = Base2.Exp2((s12 * scale) - c8);
-        s13 = Base2.Exp2((s13 * scale) - c9);
+        Exp2Minus(scale, c0, c1, c8, c9, c0, c1, c8, c9);
     }
 
     /// <inheritdoc/>
@@ -81,14 +64,7 @@ internal struct ScoreTile : IScoreSlab
     {
         var grad = default(ScoreTile);
         grad.Compute<TElement, TQuery>(outputGrad, values, key);
-        s00 *= grad.s00 - deltaLow;
-        s01 *= grad.s01 - deltaLow;
-        s10 *= grad.s10 - deltaLow;
-        s11 *= grad.s11 - deltaLow;
-        s02 *= grad.s02 - deltaHigh;
-        s03 *= grad.s03 - deltaHigh;
-        s12 *= grad.s12 - deltaHigh;
-        s13 *= grad.s13 - deltaHigh;
+        TimesGradMinus(grad, deltaLow, deltaLow, deltaLow, deltaLow, deltaHigh, deltaHigh, deltaHigh, deltaHigh);
     }
 
     /// <inheritdoc/>
@@ -99,14 +75,7 @@ internal struct ScoreTile : IScoreSlab
         var grad = default(ScoreTile);
         grad.Compute<TElement, TFragments>(values, outputGrad, column);
         terms.Delta(column, out var c0, out var c1, out var c8, out var c9);
-        s00 *= grad.s00 - c0;
-        s01 *= grad.s01 - c1;
-        s10 *= grad.s10 - c8;
-        s11 *= grad.s11 - c9;
-        s02 *= grad.s02 - c0;
-        s03 *= grad.s03 - c1;
-        s12 *= grad.s12 - c8;
-        s13 *= grad.s13 - c9;
+        TimesGradMinus(grad, c0, c1, c8, c9, c0, c1, c8, c9);
     }
 
     /// <inheritdoc/>
@@ -147,6 +116,32 @@ internal struct ScoreTile : IScoreSlab
         a1 = element.Pack(s02, s03);
         a2 = element.Pack(s10, s11);
         a3 = element.Pack(s12, s13);
+    }
+
+    // exp2(x * scale - term), each element with its own term (in field order: row g's four, then row g+8's).
+    private void Exp2Minus(float scale, float t00, float t01, float t10, float t11, float t02, float t03, float t12, float t13)
+    {
+        s00 = Base2.Exp2((s00 * scale) - t00);
+        s01 = Base2.Exp2((s01 * scale) - t01);
+        s10 = Base2.Exp2((s10 * scale) - t10);
+        s11 = Base2.Exp2((s11 * scale) - t11);
+        s02 = Base2.Exp2((s02 * scale) - t02);
+        s03 = Base2.Exp2((s03 * scale) - t03);
+        s12 = Base2.Exp2((s12 * scale) - t12);
+        s13 = Base2.Exp2((s13 * scale) - t13);
+    }
+
+    // P becomes P * (dP - term), each element with its own term (the same order).
+    private void TimesGradMinus(in ScoreTile grad, float t00, float t01, float t10, float t11, float t02, float t03, float t12, float t13)
+    {
+        s00 *= grad.s00 - t00;
+        s01 *= grad.s01 - t01;
+        s10 *= grad.s10 - t10;
+        s11 *= grad.s11 - t11;
+        s02 *= grad.s02 - t02;
+        s03 *= grad.s03 - t03;
+        s12 *= grad.s12 - t12;
+        s13 *= grad.s13 - t13;
     }
 
     /// <summary>Maximum over the four lanes of a row (a quad).</summary>
