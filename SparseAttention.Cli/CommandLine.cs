@@ -41,7 +41,9 @@ internal sealed class CommandLine
             usage: sparse-attention [demo]                        block-sparse vs dense attention on the default accelerator
                    sparse-attention layout --mode all|local|strided|fixed [--ctx 1024] [--block 32] [--heads 4]
                                            [--length L] [--verts 4] [--vert-size 1] [--json] [--image file.png]
-                   sparse-attention bench [--section all|ops|attention|memory|recompute]   GPU benchmark (CUDA device events)
+                   sparse-attention bench [--section all|ops|attention|memory|recompute] [--case "all (causal)"] [--dtype fp16|bf16]
+                                           GPU benchmark (CUDA device events); --case and --dtype keep the attention cases
+                                           of that name and element type (one case to profile)
                    sparse-attention bench --section scheduler [--layers 24] [--ctx 16384] [--heads 16] [--head-dim 64] [--runs 5] [--pattern fixed|local] [--cpu]   tape policies: peak memory, fwd+bwd time
                    sparse-attention compare --bench bench.log --peers peers.log   our attention times beside peers.py's, with ratios
                    sparse-attention ptx [--out folder]                 every kernel's PTX, compiled without a GPU

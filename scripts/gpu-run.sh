@@ -3,7 +3,9 @@
 # Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh); writes logs to $OUT.
 # Steps: all CUDA tests; the demo; every path's result hashes (fingerprint); compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
 # then scripts/peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
-# Usage: scripts/gpu-run.sh [ptx|tests|fingerprint|sanitize|bench|all]...
+# profile: ncu on each fused kernel of one case (CASE, default "all (causal)", fp16 D64 4k): speed of light, occupancy,
+# warp stalls, scheduler and memory; one launch each after warm-up.
+# Usage: scripts/gpu-run.sh [ptx|tests|fingerprint|sanitize|bench|profile|all]...
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/sa && tar -C /tmp/sa -xzf bundle/sparse-attention.tar.gz
@@ -37,6 +39,14 @@ if has sanitize; then
   for tool in memcheck racecheck; do
     timeout 115 compute-sanitizer --tool $tool --print-limit 20 "$app/SparseAttention.Tests" --filter "$filter" >"$OUT/sanitize-$tool.log" 2>&1
     echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|succeeded:|failed:' "$OUT/sanitize-$tool.log" | tr '\n' ' ')"
+  done
+fi
+if has profile; then
+  for kernel in ForwardKernel DeltaKernel QueryGradKernel KeyValueGradKernel; do
+    timeout 150 ncu --kernel-name "regex:$kernel" --launch-skip 6 --launch-count 1 --section SpeedOfLight --section Occupancy \
+      --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis --section LaunchStats \
+      "$app/SparseAttention.Cli" bench --section attention --case "${CASE:-all (causal)}" --dtype fp16 >"$OUT/ncu-$kernel.txt" 2>&1
+    echo "ncu $kernel exit $?: $(grep -E 'Duration|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|Stall' "$OUT/ncu-$kernel.txt" | head -12 | tr -s ' ' | tr '\n' ';')"
   done
 fi
 if has bench; then

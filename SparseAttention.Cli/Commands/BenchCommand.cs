@@ -59,7 +59,10 @@ internal static class BenchCommand
             ("fixed, L 128, 4 verts, block 32", 1, 16, 16384, 64, AttentionPattern.Fixed(128, 4, 1), 32),
             ("all (causal), head dim 128", 4, 16, 4096, 128, AttentionPattern.All, 64),
         ];
-        foreach (var c in Runs("attention") ? cases : [])
+
+        // --case and --dtype narrow the attention cases, so a profiler sees one case's launches.
+        bool Picked(string name, string dtype) => Runs("attention") && (line.Text("case") ?? name) == name && (line.Text("dtype") ?? dtype) == dtype;
+        foreach (var c in cases.Where(c => Picked(c.Name, "fp16")))
         {
             AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block, "fp16", x => (Half)x);
         }
@@ -73,7 +76,7 @@ internal static class BenchCommand
             ("strided, L 64", 2, 8192, AttentionPattern.Strided(64), 64),
             ("fixed, L 128, 4 verts, block 32", 2, 8192, AttentionPattern.Fixed(128, 4, 1), 32),
         ];
-        foreach (var c in Runs("attention") ? wide : [])
+        foreach (var c in wide.Where(c => Picked(c.Name, "bf16")))
         {
             AttentionBench(device, c.Name, c.Batch, 16, c.Ctx, 128, c.Pattern, c.Block, "bf16", x => (BFloat16)x);
         }
