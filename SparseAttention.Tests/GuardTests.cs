@@ -142,6 +142,8 @@ public sealed class GuardTests
     [DataRow(double.NaN)]
     [DataRow(double.PositiveInfinity)]
     [DataRow(1e300)]
+    [DataRow(3e38)]
+    [DataRow(1e-50)]
     public void AttentionRejectsAScaleThatIsNotPositiveAndFiniteBeforeRunning(double scale)
     {
         using var q = DeviceTensor<float>.Allocate(Device, 1, 64, 16);

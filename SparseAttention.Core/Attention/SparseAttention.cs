@@ -17,7 +17,7 @@ public static class BlockSparseAttention
 {
     /// <summary>Block-sparse attention with a built-in pattern; <c>strided</c> runs on the transposed sequence.</summary>
     /// <exception cref="ArgumentException">Shapes, devices, heads or the pattern's parameters do not fit.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx), or the scale is not positive and finite.</exception>
     public static DeviceTensor<T> Compute<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, int heads, AttentionPattern pattern, int blockSize, AttentionOptions? options = null, Tape? tape = null)
         where T : unmanaged
     {
@@ -44,7 +44,7 @@ public static class BlockSparseAttention
 
     /// <summary>Block-sparse attention with a custom layout (heads come from the layout).</summary>
     /// <exception cref="ArgumentException">Shapes, devices or heads do not fit the layout.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">autoregressAtKey is outside [0, ctx), or the scale is not positive and finite.</exception>
     public static DeviceTensor<T> Compute<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, BlockLayout layout, AttentionOptions? options = null, Tape? tape = null)
         where T : unmanaged
     {
@@ -224,12 +224,15 @@ public static class BlockSparseAttention
 
     // The fused kernels take each row's maximum of the raw scores and scale it (FlashAttention's one fma per
     // exponential), which holds only for a positive scale; the unfused path keeps the same rule.
+    private const float Log2E = 1.44269504088896341f;
+
     private static float CheckScale(AttentionOptions options, int headDim)
     {
+        // The kernels multiply it by log2(e) once, so that product must stay finite too.
         var scale = (float)(options.Scale ?? 1.0 / Math.Sqrt(headDim));
-        if (!(scale > 0f && float.IsFinite(scale)))
+        if (!(scale > 0f && float.IsFinite(scale * Log2E)))
         {
-            throw new ArgumentOutOfRangeException(nameof(options), options.Scale, $"options.Scale {options.Scale} must be positive and finite (as a float)");
+            throw new ArgumentOutOfRangeException(nameof(options), options.Scale, "options.Scale must be positive and finite as a float, times log2(e) included");
         }
 
         return scale;

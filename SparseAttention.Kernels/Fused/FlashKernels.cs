@@ -1,4 +1,3 @@
-
 namespace SparseAttention.Kernels.Fused;
 
 // Fused block-sparse attention (FlashAttention-2's structure): scores and probabilities live only in a warp's
@@ -35,16 +34,18 @@ public static partial class FlashKernels
     // Key steps of the row walks (forward, dQ): 64 keys, or 32 for blocks of 32, whose group walks two block rows.
     private static int RowSteps(int blockSize) => blockSize < 64 ? 32 : 64;
 
-    // Query steps of the column walk (dK, dV): 32 where the step's block is 32 or the head dim 128 (the column walk
-    // holds K, V, dK and dV in registers, so a narrower slab keeps it off the stack); 64 otherwise.
+    // Query steps of the column walk (dK, dV): 32 for blocks of 32 (a step never spans two block rows), and 32 at head
+    // dim 128, where the column walk holds K, V, dK and dV in registers (64 would need far more than 255; 32 still
+    // leaves an 8-byte stack frame); 64 otherwise.
     private static int ColumnSteps(int headDim, int blockSize) => blockSize < 64 || headDim > 64 ? 32 : 64;
 
     // Staged bytes of the row walks: K and V tiles of 64 rows.
     private static int RowWalkBytes(int headDim) => 2 * TokenGroup.TileBytes(headDim, TokenGroup.Rows);
 
-    // Staged bytes of the column walk: K and V tiles of 64 rows before the walk, then the same memory as two buffers
-    // of Q and dO tiles of one step, and after them two buffers of the step's log-sum-exp and delta.
+    // Where the column walk's terms start: K and V tiles of 64 rows before the walk, then the same memory as two buffers
+    // of Q and dO tiles of one step; the terms follow.
     private static int ColumnTermsOffset(int headDim, int steps) => Math.Max(RowWalkBytes(headDim), 4 * TokenGroup.TileBytes(headDim, steps));
 
+    // Staged bytes of the column walk: the above and two buffers of the step's log-sum-exp and delta.
     private static int ColumnWalkBytes(int headDim, int steps) => ColumnTermsOffset(headDim, steps) + 2 * StagedTerms.Bytes(steps);
 }

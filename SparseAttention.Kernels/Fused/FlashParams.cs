@@ -12,7 +12,7 @@ public readonly struct FlashProblem
     /// <summary>The plan's tables.</summary>
     public PlanTables Plan { get; init; }
 
-    /// <summary>The attention scale.</summary>
+    /// <summary>The attention scale; positive and finite (each row's maximum is taken unscaled, then scaled).</summary>
     public float Scale { get; init; }
 
     /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>

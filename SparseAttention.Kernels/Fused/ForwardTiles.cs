@@ -94,7 +94,7 @@ internal readonly record struct SlabSite(PlanTables Plan, long MaskBase, bool Is
 /// <summary>A warp's scores for its 16 rows and one step of keys, in registers (m16n8 accumulators).</summary>
 internal interface IScoreSlab
 {
-    /// <summary>Keys covered.</summary>
+    /// <summary>Keys covered (queries in the transposed walk: the slab's columns are the step's tokens).</summary>
     int Keys { get; }
 
     /// <summary>S = Q . Kᵀ for staged keys <paramref name="key"/>.. (the slab starts from zero).</summary>

@@ -81,10 +81,10 @@ internal readonly struct TokenGroup
     /// <summary>Element (sequence, token 0, head, feature 0).</summary>
     public long HeadZero { get; }
 
-    /// <summary>The first staged tile of 64 rows (keys of the row walks).</summary>
+    /// <summary>The first staged tile of 64 rows: keys (of the row walks and, before its walk, of the column walk).</summary>
     public StagedRows KeyRows { get; }
 
-    /// <summary>The second staged tile of 64 rows (values of the row walks; queries and output gradients before the walk).</summary>
+    /// <summary>The second staged tile of 64 rows: values (queries and output gradients before a row walk).</summary>
     public StagedRows ValueRows { get; }
 
     /// <summary>This thread's share of each staging.</summary>
