@@ -65,4 +65,7 @@ public readonly struct Dims
 
     /// <summary>Flat index of (n, t, h, d).</summary>
     public long Index(int n, int t, int h, int d) => (((long)n * Ctx + t) * Heads + h) * HeadDim + d;
+
+    /// <summary>Index of row <paramref name="token"/> of (sequence, head) <paramref name="sequenceHead"/> in per-row <c>[batch, heads, ctx]</c> arrays (log-sum-exp, delta).</summary>
+    public long RowIndex(int sequenceHead, int token) => (long)sequenceHead * Ctx + token;
 }

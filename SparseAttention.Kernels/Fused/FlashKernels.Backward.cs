@@ -46,7 +46,7 @@ public static partial class FlashKernels
             var h = row % dims.Heads;
             var token = row / dims.Heads % dims.Ctx;
             var n = row / dims.Heads / dims.Ctx;
-            p.Delta[((long)n * dims.Heads + h) * dims.Ctx + token] = sum;
+            p.Delta[dims.RowIndex((n * dims.Heads) + h, token)] = sum;
         }
     }
 
@@ -105,7 +105,7 @@ public static partial class FlashKernels
         {
             queryRows.Stage(p.Inputs.QueryQuads, queryAddress, group.Token(walk.Token), group.TokenStep, steps, share);
             outputGradRows.Stage(p.Inputs.OutputGradQuads, outputGradAddress, group.Token(walk.Token), group.TokenStep, steps, share);
-            terms.Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, walk.Token));
+            terms.Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, dims.RowIndex(Grid.IdxY, walk.Token));
             AsyncCopy.Commit();
         }
 
@@ -123,7 +123,7 @@ public static partial class FlashKernels
             {
                 queryRows.Shifted(rowsShift).Stage(p.Inputs.QueryQuads, queryAddress, group.Token(next.Token), group.TokenStep, steps, share);
                 outputGradRows.Shifted(rowsShift).Stage(p.Inputs.OutputGradQuads, outputGradAddress, group.Token(next.Token), group.TokenStep, steps, share);
-                terms.Shifted(termsShift).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.RowIndex(Grid.IdxY, next.Token));
+                terms.Shifted(termsShift).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, dims.RowIndex(Grid.IdxY, next.Token));
                 AsyncCopy.Commit();
             }
 

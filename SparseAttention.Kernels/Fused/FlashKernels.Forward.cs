@@ -122,8 +122,8 @@ public static partial class FlashKernels
         output.Store<TElement>(p.OutputPairs, group.Token(warpQuery + g) + 2 * t, 8 * group.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
         if (t == 0)
         {
-            p.LogSumExp[problem.RowIndex(Grid.IdxY, warpQuery + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
-            p.LogSumExp[problem.RowIndex(Grid.IdxY, warpQuery + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
+            p.LogSumExp[dims.RowIndex(Grid.IdxY, warpQuery + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
+            p.LogSumExp[dims.RowIndex(Grid.IdxY, warpQuery + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
         }
     }
 }

@@ -54,7 +54,7 @@ public static partial class FlashKernels
 
         // A warp past ctx (blocks of 32, odd block count) has no rows: it reads no log-sum-exp or delta.
         var inside = group.WarpToken < dims.Ctx;
-        var row = problem.RowIndex(Grid.IdxY, group.WarpToken + g);
+        var row = dims.RowIndex(Grid.IdxY, group.WarpToken + g);
         float lseLow = inside ? p.LogSumExp[row] : 0f, lseHigh = inside ? p.LogSumExp[row + 8] : 0f;
         float deltaLow = inside ? p.Delta[row] : 0f, deltaHigh = inside ? p.Delta[row + 8] : 0f;
         var scaleLog2 = problem.Scale * Base2.Log2E;

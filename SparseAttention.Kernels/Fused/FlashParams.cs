@@ -17,9 +17,6 @@ public readonly struct FlashProblem
 
     /// <summary>Keys at or after this position need <c>k &lt;= q</c>; ctx disables the rule.</summary>
     public int AutoregressAtKey { get; init; }
-
-    /// <summary>Index of row <paramref name="token"/> of (sequence, head) <paramref name="sequenceHead"/> in the per-row <c>[batch, heads, ctx]</c> arrays (log-sum-exp, delta).</summary>
-    public long RowIndex(int sequenceHead, int token) => (long)sequenceHead * Dims.Ctx + token;
 }
 
 /// <summary>Arguments of the fused forward.</summary>

@@ -92,12 +92,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
-            TensorCore.LoadMatrices(rowLane + Offset(row, feature), ref m0, ref m1, ref m2, ref m3);
-            a0 = m0.Value;
-            a1 = m1.Value;
-            a2 = m2.Value;
-            a3 = m3.Value;
+            Matrices(rowLane + Offset(row, feature), transposed: false, out a0, out a1, out a2, out a3);
             return;
         }
 
@@ -115,12 +110,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
-            TensorCore.LoadMatrices(columnLane + Offset(row, feature), ref m0, ref m1, ref m2, ref m3);
-            b0 = m0.Value;
-            b1 = m1.Value;
-            b2 = m2.Value;
-            b3 = m3.Value;
+            Matrices(columnLane + Offset(row, feature), transposed: false, out b0, out b1, out b2, out b3);
             return;
         }
 
@@ -138,12 +128,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Output<uint> m0 = default, m1 = default, m2 = default, m3 = default;
-            TensorCore.LoadMatricesTransposed(depthLane + Offset(row, feature), ref m0, ref m1, ref m2, ref m3);
-            b0 = m0.Value;
-            b1 = m1.Value;
-            b2 = m2.Value;
-            b3 = m3.Value;
+            Matrices(depthLane + Offset(row, feature), transposed: true, out b0, out b1, out b2, out b3);
             return;
         }
 
@@ -151,6 +136,25 @@ internal readonly struct StagedRows
         b1 = Pair(row + 8 + 2 * t, feature + g);
         b2 = Pair(row + 2 * t, feature + 8 + g);
         b3 = Pair(row + 8 + 2 * t, feature + 8 + g);
+    }
+
+    // One ldmatrix.x4 (.trans when transposed) at this lane's row address.
+    private static void Matrices(uint address, bool transposed, out uint m0, out uint m1, out uint m2, out uint m3)
+    {
+        Output<uint> x0 = default, x1 = default, x2 = default, x3 = default;
+        if (transposed)
+        {
+            TensorCore.LoadMatricesTransposed(address, ref x0, ref x1, ref x2, ref x3);
+        }
+        else
+        {
+            TensorCore.LoadMatrices(address, ref x0, ref x1, ref x2, ref x3);
+        }
+
+        m0 = x0.Value;
+        m1 = x1.Value;
+        m2 = x2.Value;
+        m3 = x3.Value;
     }
 
     // Bytes from a lane's address at (0, 0) to the same lane's at (row, feature).
