@@ -16,9 +16,13 @@ internal interface IQueryFragments
     /// <summary>Reads the fragments of staged rows <paramref name="row"/>..+15 from feature <paramref name="feature"/>.</summary>
     void Load(in StagedRows rows, int row, int feature);
 
-    /// <summary>Adds Q . Kᵀ over these features to <paramref name="tile"/>, K being staged rows <paramref name="key"/>..+15.</summary>
-    void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
-        where TElement : struct, IElement<ushort>, IMmaElement;
+    /// <summary>
+    /// Adds Q . Kᵀ over these features to <paramref name="slab"/>, K being staged rows <paramref name="key"/>..: 16
+    /// features at a time across every key of the slab, so consecutive mma have different accumulators.
+    /// </summary>
+    void Score<TElement, TSlab>(ref TSlab slab, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TSlab : struct, IScoreSlab;
 }
 
 /// <summary>Q fragments of 16 features: one mma A operand.</summary>
@@ -33,11 +37,12 @@ internal struct QueryChunk : IQueryFragments
     public void Load(in StagedRows rows, int row, int feature) => rows.RowFragment(row, feature, out a0, out a1, out a2, out a3);
 
     /// <inheritdoc/>
-    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+    public readonly void Score<TElement, TSlab>(ref TSlab slab, in StagedRows keys, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
+        where TSlab : struct, IScoreSlab
     {
-        keys.ColumnFragments(key, feature, out var b0, out var b1, out var b2, out var b3);
-        tile.Add<TElement>(a0, a1, a2, a3, b0, b1, b2, b3);
+        slab.LoadKeys(keys, key, feature);
+        slab.MultiplyKeys<TElement>(a0, a1, a2, a3);
     }
 }
 
@@ -62,11 +67,12 @@ internal struct QueryChunks<TLow, THigh> : IQueryFragments
     }
 
     /// <inheritdoc/>
-    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
+    public readonly void Score<TElement, TSlab>(ref TSlab slab, in StagedRows keys, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
+        where TSlab : struct, IScoreSlab
     {
-        low.Score<TElement>(ref tile, keys, key, feature);
-        high.Score<TElement>(ref tile, keys, key, feature + default(TLow).Features);
+        low.Score<TElement, TSlab>(ref slab, keys, key, feature);
+        high.Score<TElement, TSlab>(ref slab, keys, key, feature + default(TLow).Features);
     }
 }
 
@@ -101,6 +107,13 @@ internal interface IScoreSlab
     void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TQuery : struct, IQueryFragments;
+
+    /// <summary>Loads the K fragments (staged rows <paramref name="key"/>.., features <paramref name="feature"/>..+15) of every 16-key tile, all before the first mma.</summary>
+    void LoadKeys(in StagedRows keys, int key, int feature);
+
+    /// <summary>Adds A . Kᵀ to every tile, A being 16 rows by 16 features and K the fragments <see cref="LoadKeys"/> left.</summary>
+    void MultiplyKeys<TElement>(uint a0, uint a1, uint a2, uint a3)
+        where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>Masks every score: the step adds nothing to this warp's rows.</summary>
     void MaskAll();
@@ -169,8 +182,23 @@ internal struct Slab<TLow, THigh> : IScoreSlab
         where TElement : struct, IElement<ushort>, IMmaElement
         where TQuery : struct, IQueryFragments
     {
-        low.Compute<TElement, TQuery>(query, keys, key);
-        high.Compute<TElement, TQuery>(query, keys, key + default(TLow).Keys);
+        this = default;
+        query.Score<TElement, Slab<TLow, THigh>>(ref this, keys, key, 0);
+    }
+
+    /// <inheritdoc/>
+    public void LoadKeys(in StagedRows keys, int key, int feature)
+    {
+        low.LoadKeys(keys, key, feature);
+        high.LoadKeys(keys, key + default(TLow).Keys, feature);
+    }
+
+    /// <inheritdoc/>
+    public void MultiplyKeys<TElement>(uint a0, uint a1, uint a2, uint a3)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.MultiplyKeys<TElement>(a0, a1, a2, a3);
+        high.MultiplyKeys<TElement>(a0, a1, a2, a3);
     }
 
     /// <inheritdoc/>
@@ -254,6 +282,13 @@ internal interface IOutputTiles
     void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement;
 
+    /// <summary>Loads the V fragments of staged rows <paramref name="key"/>..+15 from feature <paramref name="feature"/> for every tile, all before the first mma.</summary>
+    void LoadValues(in StagedRows values, int key, int feature);
+
+    /// <summary>Adds A . V, A the 16 x 16 fragment in <paramref name="a0"/>..<paramref name="a3"/>, V the fragments <see cref="LoadValues"/> left.</summary>
+    void MultiplyValues<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement;
+
     /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
     void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement;
@@ -263,6 +298,9 @@ internal interface IOutputTiles
 internal struct Output16 : IOutputTiles
 {
     private float c0, c1, c2, c3, d0, d1, d2, d3;
+
+    // V fragments for the next product (see ScoreTile's K fragments for why they are loaded ahead).
+    private uint v0, v1, v2, v3;
 
     /// <inheritdoc/>
     public readonly int Features => 16;
@@ -284,9 +322,19 @@ internal struct Output16 : IOutputTiles
     public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        values.DepthFragments(key, feature, out var b0, out var b1, out var b2, out var b3);
-        MmaEmulation.Accumulate<TElement>(ref c0, ref c1, ref c2, ref c3, ref a0, ref a1, ref a2, ref a3, b0, b1);
-        MmaEmulation.Accumulate<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, b2, b3);
+        LoadValues(values, key, feature);
+        MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
+    }
+
+    /// <inheritdoc/>
+    public void LoadValues(in StagedRows values, int key, int feature) => values.DepthFragments(key, feature, out v0, out v1, out v2, out v3);
+
+    /// <inheritdoc/>
+    public void MultiplyValues<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        MmaEmulation.Accumulate<TElement>(ref c0, ref c1, ref c2, ref c3, ref a0, ref a1, ref a2, ref a3, v0, v1);
+        MmaEmulation.Accumulate<TElement>(ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, v2, v3);
     }
 
     /// <inheritdoc/>
@@ -325,8 +373,34 @@ internal struct Outputs<TLow, THigh> : IOutputTiles
     public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
+        LoadValues(values, key, feature);
+        MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
+    }
+
+    /// <summary>
+    /// <see cref="Accumulate"/> one half after the other, so only half the V fragments are held at once: for head dim
+    /// 128, where the dK/dV kernel has no registers for all of them.
+    /// </summary>
+    public void AccumulateHalves<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
         low.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature);
         high.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature + default(TLow).Features);
+    }
+
+    /// <inheritdoc/>
+    public void LoadValues(in StagedRows values, int key, int feature)
+    {
+        low.LoadValues(values, key, feature);
+        high.LoadValues(values, key, feature + default(TLow).Features);
+    }
+
+    /// <inheritdoc/>
+    public void MultiplyValues<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
+        high.MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
     }
 
     /// <inheritdoc/>

@@ -14,6 +14,10 @@ internal struct ScoreTile : IScoreSlab
 {
     private float s00, s01, s02, s03, s10, s11, s12, s13;
 
+    // K fragments for the next product, loaded for every tile of a slab before the first mma: ptxas keeps ldmatrix and
+    // mma in program order, so a load issued just before its mma would stall on its whole latency.
+    private uint k0, k1, k2, k3;
+
     /// <inheritdoc/>
     public readonly int Keys => 16;
 
@@ -23,16 +27,19 @@ internal struct ScoreTile : IScoreSlab
         where TQuery : struct, IQueryFragments
     {
         this = default;
-        query.Score<TElement>(ref this, keys, key, 0);
+        query.Score<TElement, ScoreTile>(ref this, keys, key, 0);
     }
 
-    /// <summary>Adds A . B, B being keys 0-7 in (<paramref name="b0"/>, <paramref name="b1"/>) and keys 8-15 in (<paramref name="b2"/>, <paramref name="b3"/>).</summary>
-    public void Add<TElement>(uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, uint b2, uint b3)
+    /// <inheritdoc/>
+    public void LoadKeys(in StagedRows keys, int key, int feature) => keys.ColumnFragments(key, feature, out k0, out k1, out k2, out k3);
+
+    /// <inheritdoc/>
+    public void MultiplyKeys<TElement>(uint a0, uint a1, uint a2, uint a3)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         Input<uint> x0 = a0, x1 = a1, x2 = a2, x3 = a3;
-        MmaEmulation.Accumulate<TElement>(ref s00, ref s01, ref s02, ref s03, ref x0, ref x1, ref x2, ref x3, b0, b1);
-        MmaEmulation.Accumulate<TElement>(ref s10, ref s11, ref s12, ref s13, ref x0, ref x1, ref x2, ref x3, b2, b3);
+        MmaEmulation.Accumulate<TElement>(ref s00, ref s01, ref s02, ref s03, ref x0, ref x1, ref x2, ref x3, k0, k1);
+        MmaEmulation.Accumulate<TElement>(ref s10, ref s11, ref s12, ref s13, ref x0, ref x1, ref x2, ref x3, k2, k3);
     }
 
     /// <inheritdoc/>

@@ -3,7 +3,6 @@ using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime.Cuda;
 using SparseAttention.Kernels.Common;
-using Output128 = SparseAttention.Kernels.Fused.Outputs<SparseAttention.Kernels.Fused.Output64, SparseAttention.Kernels.Fused.Output64>;
 using Output32 = SparseAttention.Kernels.Fused.Outputs<SparseAttention.Kernels.Fused.Output16, SparseAttention.Kernels.Fused.Output16>;
 using Query128 = SparseAttention.Kernels.Fused.QueryChunks<SparseAttention.Kernels.Fused.Query64, SparseAttention.Kernels.Fused.Query64>;
 using Query32 = SparseAttention.Kernels.Fused.QueryChunks<SparseAttention.Kernels.Fused.QueryChunk, SparseAttention.Kernels.Fused.QueryChunk>;
@@ -54,8 +53,9 @@ internal struct Query64 : IQueryFragments
     public void Load(in StagedRows rows, int row, int feature) => chunks.Load(rows, row, feature);
 
     /// <inheritdoc/>
-    public readonly void Score<TElement>(ref ScoreTile tile, in StagedRows keys, int key, int feature)
-        where TElement : struct, IElement<ushort>, IMmaElement => chunks.Score<TElement>(ref tile, keys, key, feature);
+    public readonly void Score<TElement, TSlab>(ref TSlab slab, in StagedRows keys, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TSlab : struct, IScoreSlab => chunks.Score<TElement, TSlab>(ref slab, keys, key, feature);
 }
 
 /// <summary>Output accumulator of 64 features.</summary>
@@ -72,6 +72,40 @@ internal struct Output64 : IOutputTiles
     /// <inheritdoc/>
     public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement => tiles.Accumulate<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature);
+
+    /// <inheritdoc/>
+    public void LoadValues(in StagedRows values, int key, int feature) => tiles.LoadValues(values, key, feature);
+
+    /// <inheritdoc/>
+    public void MultiplyValues<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
+
+    /// <inheritdoc/>
+    public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.Store<TElement>(pairs, index, eightRows, low, high, feature);
+}
+
+/// <summary>Output accumulator of 128 features, its V fragments loaded 64 features at a time.</summary>
+internal struct Output128 : IOutputTiles
+{
+    private Outputs<Output64, Output64> tiles;
+
+    /// <inheritdoc/>
+    public readonly int Features => 128;
+
+    /// <inheritdoc/>
+    public void Scale(float low, float high) => tiles.Scale(low, high);
+
+    /// <inheritdoc/>
+    public void Accumulate<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, in StagedRows values, int key, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.AccumulateHalves<TElement>(ref a0, ref a1, ref a2, ref a3, values, key, feature);
+
+    /// <inheritdoc/>
+    public void LoadValues(in StagedRows values, int key, int feature) => tiles.LoadValues(values, key, feature);
+
+    /// <inheritdoc/>
+    public void MultiplyValues<TElement>(ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3)
+        where TElement : struct, IElement<ushort>, IMmaElement => tiles.MultiplyValues<TElement>(ref a0, ref a1, ref a2, ref a3);
 
     /// <inheritdoc/>
     public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
