@@ -34,17 +34,86 @@ public sealed class PtxStageTests
     {
         using var compiler = new OfflinePtxCompiler();
         var ilgpu = compiler.Compile(method);
+        var promoted = PtxStages.PromoteDepots(ilgpu);
         var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
 
         // ILGPU gives each inline-asm operand a depot: if it ever stops, this stage has nothing left to do.
         var accesses = Count(ilgpu, "ld.local") + Count(ilgpu, "st.local");
         Console.WriteLine($"{name}: {Count(ilgpu, ".local .align")} depots, {accesses} loads and stores of them");
         Assert.IsGreaterThan(0, accesses, "ILGPU's PTX has local depots");
-        Assert.AreEqual(0, Count(loaded, "__local_depot"), "every depot promoted");
-        Assert.AreEqual(0, Count(loaded, ".local"), "no local memory left");
-        Assert.AreEqual(Count(ilgpu, "mma.sync") + Count(ilgpu, "ex2.approx"), Count(loaded, "mma.sync") + Count(loaded, "ex2.approx"), "instructions kept");
-        Assert.AreEqual(Count(ilgpu, "\tmov.") + accesses - Count(ilgpu, ", __local_depot"), Count(loaded, "\tmov."), "each load and store became a mov, each address move went");
-        Assert.AreEqual(loaded, PtxStages.PromoteDepots(loaded), "a second pass changes nothing");
+        Assert.AreEqual(0, Count(promoted, "__local_depot"), "every depot promoted");
+        Assert.AreEqual(0, Count(loaded, ".local"), "no local memory left as loaded");
+        Assert.AreEqual(Count(ilgpu, "mma.sync") + Count(ilgpu, "ex2.approx"), Count(promoted, "mma.sync") + Count(promoted, "ex2.approx"), "instructions kept");
+        Assert.AreEqual(Count(ilgpu, "\tmov.") + accesses - Count(ilgpu, ", __local_depot"), Count(promoted, "\tmov."), "each load and store became a mov, each address move went");
+        Assert.AreEqual(promoted, PtxStages.PromoteDepots(promoted), "a second pass changes nothing");
+    }
+
+    [TestMethod]
+    public void DropDeadCodeRemovesTheCpuTwinsFromTheFusedKernels()
+    {
+        using var compiler = new OfflinePtxCompiler();
+        foreach (var kernel in new[] { FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, FlashKernels.QueryGradKernelFor<Bf16>(128, 32).Method, FlashKernels.KeyValueGradKernelFor<Fp16>(64, 64).Method })
+        {
+            var promoted = PtxStages.PromoteDepots(compiler.Compile(kernel));
+            var dropped = PtxStages.DropDeadCode(promoted);
+            Console.WriteLine($"{kernel.Name}: {Count(promoted, "\n")} lines, {Count(dropped, "\n")} after");
+
+            // The tensor-core path is all live; the mma emulation (the only warp barriers) is all dead.
+            Assert.IsGreaterThan(0, Count(promoted, "bar.warp.sync"), "ILGPU's PTX holds the emulation");
+            Assert.AreEqual(0, Count(dropped, "bar.warp.sync"), "the emulation is gone");
+            foreach (var instruction in new[] { "mma.sync", "ldmatrix", "cp.async", "ex2.approx.ftz", "bar.sync" })
+            {
+                Assert.AreEqual(Count(promoted, instruction), Count(dropped, instruction), $"every {instruction} kept");
+            }
+
+            Assert.AreEqual(dropped, PtxStages.DropDeadCode(dropped), "a second pass changes nothing");
+        }
+    }
+
+    [TestMethod]
+    public void DropDeadCodeFoldsConstantBranchesAndKeepsEveryReachedBlock()
+    {
+        const string ptx = """
+            .visible .entry K(
+            )
+            {
+            	.reg .pred %p<4>;
+            	mov.pred	%p1, 1;
+            	@%p1 bra.uni	L_live;
+            	st.shared.b32	[%r9], %r1;
+            	bar.warp.sync	-1;
+            L_dead:
+            	add.s32	%r2, %r2, 1;
+            	bra.uni	L_dead;
+            L_live:
+            	setp.eq.s32	%p2, %r1, 0;
+            	@%p2 bra	L_taken;
+            	add.s32	%r3, %r3, 1;
+            L_taken:
+            	mov.pred	%p3, 0;
+            	@%p3 bra.uni	L_dead;
+            	ret;
+            }
+            """;
+        var dropped = PtxStages.DropDeadCode(ptx);
+        Console.WriteLine(dropped);
+        StringAssert.Contains(dropped, "\tbra.uni\tL_live;", "a branch on a predicate set to 1 is taken");
+        Assert.AreEqual(0, Count(dropped, "%p1") + Count(dropped, "%p3"), "constant predicates folded");
+        Assert.AreEqual(0, Count(dropped, "bar.warp.sync") + Count(dropped, "st.shared") + Count(dropped, "L_dead"), "what no path reaches is gone");
+        StringAssert.Contains(dropped, "@%p2 bra\tL_taken;", "a branch on a computed predicate stays");
+        StringAssert.Contains(dropped, "add.s32\t%r3, %r3, 1;", "its fall-through stays");
+        StringAssert.Contains(dropped, "L_taken:", "its target stays");
+        StringAssert.Contains(dropped, "ret;", "a branch on a predicate set to 0 falls through");
+        StringAssert.Contains(dropped, ".reg .pred %p<4>;", "declarations stay");
+    }
+
+    [TestMethod]
+    public void DropDeadCodeLeavesModulesItCannotReadAlone()
+    {
+        const string unknownTarget = ".visible .entry K(\n)\n{\n\tbra.uni\tL_elsewhere;\n\tret;\n}";
+        Assert.AreEqual(unknownTarget, PtxStages.DropDeadCode(unknownTarget));
+        const string twoBodies = ".entry A(\n)\n{\n\tret;\n}\n.entry B(\n)\n{\n\tret;\n}";
+        Assert.AreEqual(twoBodies, PtxStages.DropDeadCode(twoBodies));
     }
 
     [TestMethod]

@@ -28,7 +28,7 @@ internal static class KernelLoader
         ?? throw new MissingMemberException("CompiledKernel.EntryPoint is gone: the PTX stage needs ILGPU 1.5.3");
 
     /// <summary>The stages every CUDA kernel goes through unless its accelerator was given others.</summary>
-    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots];
+    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode];
 
     /// <summary>Sets the stages of <paramref name="accelerator"/>'s kernels; only before its first kernel is loaded.</summary>
     /// <exception cref="InvalidOperationException">A kernel was already loaded on the accelerator.</exception>
