@@ -127,17 +127,13 @@ public static partial class FlashKernels
                 AsyncCopy.Commit();
             }
 
-            // As in the forward, a warp without the block runs the step masked on the CPU accelerator.
-            var block = group.Block(walk);
-            if (block >= 0 || !CudaAsm.IsSupported)
-            {
-                slab.Compute<TElement, TFragments>(key, queryRows, 0);
-                group.Mask(ref slab, problem, walk, block);
-                slab.Exp2MinusColumns(scaleLog2, terms, 0);
-                slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
-                slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);
-                slab.Accumulate<TElement, TAccumulator>(ref keyGrad, queryRows, 0);
-            }
+            // As in the forward, a warp without the block runs the step masked.
+            slab.Compute<TElement, TFragments>(key, queryRows, 0);
+            group.Mask(ref slab, problem, walk, group.Block(walk));
+            slab.Exp2MinusColumns(scaleLog2, terms, 0);
+            slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
+            slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);
+            slab.Accumulate<TElement, TAccumulator>(ref keyGrad, queryRows, 0);
 
             queryRows = queryRows.Shifted(rowsShift);
             outputGradRows = outputGradRows.Shifted(rowsShift);

@@ -72,27 +72,24 @@ public static partial class FlashKernels
             // The next step's table lookups start here, so their latency hides behind S = Q . Kᵀ.
             var next = group.Next(walk, keys);
 
-            // On the CPU accelerator a warp without the block runs the step masked: its warp barriers (inside the mma
-            // emulation) went wrong when warps of a group diverged between group barriers.
+            // A warp without the block (blocks of 32) runs the step masked, adding exact zeros: branching around it left
+            // ptxas two copies of every accumulator to merge at each step (the CPU accelerator needs it anyway: its warp
+            // barriers, inside the mma emulation, went wrong when warps of a group diverged between group barriers).
             var block = group.Block(walk);
-            var computes = block >= 0 || !CudaAsm.IsSupported;
-            if (computes)
-            {
-                slab.Compute<TElement, TQuery>(query, keyRows, 0);
-                group.Mask(ref slab, problem, walk, block);
+            slab.Compute<TElement, TQuery>(query, keyRows, 0);
+            group.Mask(ref slab, problem, walk, block);
 
-                // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty
-                // keeps 0. The max is taken on the unscaled scores (the scale is positive) and kept scaled.
-                float newLow = XMath.Max(maxLow, ScoreTile.QuadMax(slab.LaneMaxLow()) * scaleLog2), newHigh = XMath.Max(maxHigh, ScoreTile.QuadMax(slab.LaneMaxHigh()) * scaleLog2);
-                float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
-                float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
-                slab.Exp2Minus(scaleLog2, baseLow, baseHigh);
-                sumLow = sumLow * alphaLow + slab.PartialSumLow();
-                sumHigh = sumHigh * alphaHigh + slab.PartialSumHigh();
-                maxLow = newLow;
-                maxHigh = newHigh;
-                output.Scale(alphaLow, alphaHigh);
-            }
+            // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty
+            // keeps 0. The max is taken on the unscaled scores (the scale is positive) and kept scaled.
+            float newLow = XMath.Max(maxLow, ScoreTile.QuadMax(slab.LaneMaxLow()) * scaleLog2), newHigh = XMath.Max(maxHigh, ScoreTile.QuadMax(slab.LaneMaxHigh()) * scaleLog2);
+            float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
+            float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
+            slab.Exp2Minus(scaleLog2, baseLow, baseHigh);
+            sumLow = sumLow * alphaLow + slab.PartialSumLow();
+            sumHigh = sumHigh * alphaHigh + slab.PartialSumHigh();
+            maxLow = newLow;
+            maxHigh = newHigh;
+            output.Scale(alphaLow, alphaHigh);
 
             // V of this step has landed, and no warp still reads K: the next K loads while the warps compute P . V.
             AsyncCopy.WaitAll();
@@ -103,10 +100,7 @@ public static partial class FlashKernels
                 AsyncCopy.Commit();
             }
 
-            if (computes)
-            {
-                slab.Accumulate<TElement, TOutput>(ref output, valueRows, 0);
-            }
+            slab.Accumulate<TElement, TOutput>(ref output, valueRows, 0);
 
             walk = next;
         }

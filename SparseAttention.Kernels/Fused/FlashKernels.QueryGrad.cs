@@ -66,16 +66,11 @@ public static partial class FlashKernels
             Group.Barrier();
             var next = group.Next(walk, keys);
 
-            // As in the forward, a warp without the block runs the step masked on the CPU accelerator.
-            var block = group.Block(walk);
-            var computes = block >= 0 || !CudaAsm.IsSupported;
-            if (computes)
-            {
-                slab.Compute<TElement, TQuery>(query, keyRows, 0);
-                group.Mask(ref slab, problem, walk, block);
-                slab.Exp2Minus(scaleLog2, lseLow, lseHigh);
-                slab.SoftmaxGrad<TElement, TQuery>(outputGrad, valueRows, 0, deltaLow, deltaHigh);
-            }
+            // As in the forward, a warp without the block runs the step masked.
+            slab.Compute<TElement, TQuery>(query, keyRows, 0);
+            group.Mask(ref slab, problem, walk, group.Block(walk));
+            slab.Exp2Minus(scaleLog2, lseLow, lseHigh);
+            slab.SoftmaxGrad<TElement, TQuery>(outputGrad, valueRows, 0, deltaLow, deltaHigh);
 
             // No warp reads V any more: the next V loads while the warps add dS . K.
             Group.Barrier();
@@ -85,10 +80,7 @@ public static partial class FlashKernels
                 AsyncCopy.Commit();
             }
 
-            if (computes)
-            {
-                slab.Accumulate<TElement, TOutput>(ref queryGrad, keyRows, 0);
-            }
+            slab.Accumulate<TElement, TOutput>(ref queryGrad, keyRows, 0);
 
             Group.Barrier();
             if (!next.Done)

@@ -47,8 +47,9 @@ internal readonly struct TokenGroup
         WarpRow = 16 * warp;
         WarpToken = FirstToken + WarpRow;
         rowA = FirstToken / plan.BlockSize;
+        // Unsplit, B is past the last block row (empty), so the walk loads nothing for it.
         var split = plan.BlockSize < Rows;
-        rowB = split ? rowA + 1 : rowA;
+        rowB = split ? rowA + 1 : plan.BlockCount;
         inRowB = split && warp >= 2;
         rowInBlock = WarpToken - (inRowB ? rowB : rowA) * plan.BlockSize;
         TokenStep = (long)dims.Heads * features;
