@@ -128,8 +128,10 @@ public static partial class FlashKernels
             }
 
             // As in the forward, a warp without the block runs the step masked.
+            var block = group.Block(walk);
+            var isFull = group.IsFull(block);
             slab.Compute<TElement, TFragments>(key, queryRows, 0);
-            group.Mask(ref slab, problem, walk, group.Block(walk));
+            group.Mask(ref slab, problem, walk, block, isFull);
             slab.Exp2MinusColumns(scaleLog2, terms, 0);
             slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
             slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);

@@ -76,8 +76,9 @@ public static partial class FlashKernels
             // ptxas two copies of every accumulator to merge at each step (the CPU accelerator needs it anyway: its warp
             // barriers, inside the mma emulation, went wrong when warps of a group diverged between group barriers).
             var block = group.Block(walk);
+            var isFull = group.IsFull(block);
             slab.Compute<TElement, TQuery>(query, keyRows, 0);
-            group.Mask(ref slab, problem, walk, block);
+            group.Mask(ref slab, problem, walk, block, isFull);
 
             // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty
             // keeps 0. The max is taken on the unscaled scores (the scale is positive) and kept scaled.

@@ -67,8 +67,10 @@ public static partial class FlashKernels
             var next = group.Next(walk, keys);
 
             // As in the forward, a warp without the block runs the step masked.
+            var block = group.Block(walk);
+            var isFull = group.IsFull(block);
             slab.Compute<TElement, TQuery>(query, keyRows, 0);
-            group.Mask(ref slab, problem, walk, group.Block(walk));
+            group.Mask(ref slab, problem, walk, block, isFull);
             slab.Exp2Minus(scaleLog2, lseLow, lseHigh);
             slab.SoftmaxGrad<TElement, TQuery>(outputGrad, valueRows, 0, deltaLow, deltaHigh);
 

@@ -119,15 +119,18 @@ internal readonly struct TokenGroup
     /// <summary>This warp's block at <paramref name="walk"/>'s step, or -1 where its block row does not have it.</summary>
     public int Block(in BlockWalk walk) => inRowB ? walk.BlockB : walk.BlockA;
 
+    /// <summary>Whether <paramref name="block"/> (-1: none) has every element allowed; read before the step's mma so the load's latency hides behind them.</summary>
+    public bool IsFull(int block) => block >= 0 && plan.BlockIsFull[block] != 0;
+
     /// <summary>Element (sequence, <paramref name="token"/>, head, feature 0).</summary>
     public long Token(int token) => HeadZero + token * TokenStep;
 
     /// <summary>
     /// Masks this warp's scores of the step where the block's element mask and the decoding rule remove them; only
     /// partial blocks (and blocks the rule reaches) pay for it, and a warp without the block (<paramref name="block"/> -1)
-    /// masks everything. Transposed, the slab's rows are keys.
+    /// masks everything. Transposed, the slab's rows are keys. <paramref name="isFull"/> is <see cref="IsFull"/> of the block.
     /// </summary>
-    public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block)
+    public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block, bool isFull)
         where TSlab : struct, IScoreSlab
     {
         if (block < 0)
@@ -136,7 +139,6 @@ internal readonly struct TokenGroup
             return;
         }
 
-        var isFull = plan.BlockIsFull[block] != 0;
         var keysEnd = transposed ? WarpToken + 16 : walk.Token + default(TSlab).Keys;
         if (!isFull || keysEnd > problem.AutoregressAtKey)
         {
