@@ -3,8 +3,8 @@
 # Expects bundle/sparse-attention.tar.gz (scripts/bundle.sh); writes logs to $OUT.
 # Steps: all CUDA tests; the demo; every path's result hashes (fingerprint); compute-sanitizer memcheck and racecheck on the smallest op tests; the benchmark;
 # then scripts/peers.py on the same card; ptx: every kernel's registers and stack frame from ptxas.
-# profile: ncu on each fused kernel of one case (CASE, default "all (causal)", fp16 D64 4k): speed of light, occupancy,
-# warp stalls, scheduler and memory; one launch each after warm-up.
+# profile: ncu --set full on the forward, dQ and dK/dV of one case (CASE, default "all (causal)", fp16 D64 4k), one launch
+# each after warm-up, with the per-SASS-line page (executed instructions and stall samples) gzipped beside it.
 # Usage: scripts/gpu-run.sh [ptx|tests|fingerprint|sanitize|bench|profile|all]...
 set -u
 OUT=${OUT:-/tmp/out}
@@ -17,7 +17,9 @@ has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }
 
 if has ptx; then
   "$app/SparseAttention.Cli" ptx --out /tmp/ptx >/dev/null
-  for f in /tmp/ptx/*.ptx; do echo "$(basename "$f"): $(ptxas -arch=sm_90 -v "$f" -o /tmp/k.cubin 2>&1 | grep -oE 'Used [0-9]+ registers|[0-9]+ bytes stack frame' | tr '\n' ' ')"; done | tee "$OUT/ptxas.txt"
+  # The machine's ptxas is the driver JIT's version (CUDA 13 on the H200), which can differ from 12.4's: WARPSYNC.ALL
+  # counts the convergence barriers it adds.
+  for f in /tmp/ptx/*.ptx; do echo "$(basename "$f"): $(ptxas -arch=sm_90 -v "$f" -o /tmp/k.cubin 2>&1 | grep -oE 'Used [0-9]+ registers|[0-9]+ bytes stack frame' | tr '\n' ' ') WARPSYNC $(cuobjdump -sass /tmp/k.cubin | grep -c WARPSYNC.ALL)"; done | tee "$OUT/ptxas.txt"
 fi
 if has tests; then
   timeout 270 "$app/SparseAttention.Tests" --timeout 260s --report-trx --report-trx-filename cuda.trx --results-directory $OUT >"$OUT/tests.log" 2>&1; echo "tests exit $?"
@@ -42,11 +44,15 @@ if has sanitize; then
   done
 fi
 if has profile; then
-  for kernel in ForwardKernel DeltaKernel QueryGradKernel KeyValueGradKernel; do
-    timeout 150 ncu --kernel-name "regex:$kernel" --launch-skip 6 --launch-count 1 --section SpeedOfLight --section Occupancy \
-      --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis --section LaunchStats \
-      "$app/SparseAttention.Cli" bench --section attention --case "${CASE:-all (causal)}" --dtype fp16 >"$OUT/ncu-$kernel.txt" 2>&1
-    echo "ncu $kernel exit $?: $(grep -E 'Duration|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|Stall' "$OUT/ncu-$kernel.txt" | head -12 | tr -s ' ' | tr '\n' ';')"
+  # --set full on one launch per kernel (about 30 s each on the H200), and the per-instruction page: executed counts and
+  # stall samples per SASS line, which is where the JIT's WARPSYNCs and the branch joins' moves showed.
+  for kernel in ForwardKernel QueryGradKernel KeyValueGradKernel; do
+    timeout 170 ncu --kernel-name "regex:$kernel" --launch-skip 6 --launch-count 1 --set full --import-source no -o /tmp/$kernel \
+      "$app/SparseAttention.Cli" bench --section attention --case "${CASE:-all (causal)}" --dtype fp16 >/tmp/ncu-$kernel.log 2>&1
+    echo "ncu $kernel exit $?"
+    ncu --import /tmp/$kernel.ncu-rep --page details >"$OUT/ncu-$kernel.txt" 2>&1
+    ncu --import /tmp/$kernel.ncu-rep --page source --csv --print-source sass 2>&1 | gzip >"$OUT/source-$kernel.csv.gz"
+    grep -E "Duration|Registers Per|Achieved Occupancy|Issue Slots Busy" "$OUT/ncu-$kernel.txt" | tr -s ' ' | tr '\n' ';'; echo
   done
 fi
 if has bench; then
