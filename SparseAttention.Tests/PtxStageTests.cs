@@ -114,6 +114,12 @@ public sealed class PtxStageTests
         Assert.AreEqual(unknownTarget, PtxStages.DropDeadCode(unknownTarget));
         const string twoBodies = ".entry A(\n)\n{\n\tret;\n}\n.entry B(\n)\n{\n\tret;\n}";
         Assert.AreEqual(twoBodies, PtxStages.DropDeadCode(twoBodies));
+
+        // A C# switch: ILGPU writes brx.idx over a .branchtargets list, whose cases follow unconditional branches.
+        const string jumpTable = ".visible .entry K(\n)\n{\n\tbra.uni\tL_table;\nL_one:\n\tret;\nL_two:\n\tret;\nL_table:\n\t.branchtargets L_one, L_two;\n\tbrx.idx\t%r1, L_table;\n}";
+        Assert.AreEqual(jumpTable, PtxStages.DropDeadCode(jumpTable));
+        const string twoStatements = ".visible .entry K(\n)\n{\n\tadd.s32\t%r1, %r1, 1; @%p1 bra\tL_a;\n\tret;\nL_a:\n\tret;\n}";
+        Assert.AreEqual(twoStatements, PtxStages.DropDeadCode(twoStatements));
     }
 
     [TestMethod]

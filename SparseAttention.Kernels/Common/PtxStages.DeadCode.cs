@@ -34,6 +34,16 @@ internal static partial class PtxStages
             }
         }
 
+        // A label named anywhere but in a plain branch (brx.idx and its .branchtargets, a comment, two statements on a
+        // line) could be reached in a way this walk does not follow: leave such a module as it is.
+        for (var i = 0; i < body.Count; i++)
+        {
+            if (!Label().IsMatch(body[i]) && !Branch().IsMatch(body[i]) && Identifier().Matches(body[i]).Any(name => labels.ContainsKey(name.Value)))
+            {
+                return ptx;
+            }
+        }
+
         // Walk from the body's first line: a label is reached through a branch or by falling into it; nothing after an
         // unconditional branch or return is, until the next label that something reaches.
         var reached = new bool[body.Count];
@@ -63,7 +73,7 @@ internal static partial class PtxStages
             }
         }
 
-        var kept = body.Where((_, i) => reached[i] || Declaration().IsMatch(body[i]));
+        var kept = body.Where((_, i) => reached[i] || Directive().IsMatch(body[i]));
         return string.Join('\n', lines.Take(open + 1).Concat(kept).Concat(lines.Skip(close)));
     }
 
@@ -101,11 +111,14 @@ internal static partial class PtxStages
     [GeneratedRegex(@"^\s*(?:@(?<negated>!)?(?<predicate>%p\d+)\s+)?bra(?:\.uni)?\s+(?<target>[A-Za-z_$][\w$]*)\s*;\s*$")]
     private static partial Regex Branch();
 
-    [GeneratedRegex(@"^\s*(?:ret|exit)\s*;\s*$")]
+    [GeneratedRegex(@"^\s*(?:ret|exit)(?:\.uni)?\s*;\s*$")]
     private static partial Regex Return();
 
-    [GeneratedRegex(@"^\s*\.(?:reg|local|shared|param)\b")]
-    private static partial Regex Declaration();
+    [GeneratedRegex(@"^\s*\.")]
+    private static partial Regex Directive();
+
+    [GeneratedRegex(@"[A-Za-z_$%][\w$]*")]
+    private static partial Regex Identifier();
 
     [GeneratedRegex(@"%p\d+(?!\d)")]
     private static partial Regex Predicate();
