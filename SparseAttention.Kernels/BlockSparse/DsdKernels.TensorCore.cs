@@ -136,19 +136,11 @@ public static partial class DsdKernels
                     if (CudaAsm.IsSupported)
                     {
                         var weightAt = weightAddress + (uint)(k >> 4) * weightStep;
-                        if (transposed)
-                        {
-                            TensorCore.LoadMatricesTransposed(weightAt, ref m0, ref m1, ref m2, ref m3);
-                        }
-                        else
-                        {
-                            TensorCore.LoadMatrices(weightAt, ref m0, ref m1, ref m2, ref m3);
-                        }
-
-                        a0 = m0.Value;
-                        a1 = m1.Value;
-                        a2 = m2.Value;
-                        a3 = m3.Value;
+                        TensorCore.LoadMatrixWords(weightAt, transposed, out var w0, out var w1, out var w2, out var w3);
+                        a0 = w0;
+                        a1 = w1;
+                        a2 = w2;
+                        a3 = w3;
                         TensorCore.LoadMatricesTransposed(denseAddress + (uint)(4 * k * denseStride), ref m0, ref m1, ref m2, ref m3);
                         b0 = m0.Value;
                         b1 = m1.Value;

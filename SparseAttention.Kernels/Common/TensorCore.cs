@@ -69,6 +69,25 @@ internal static class TensorCore
         CudaAsm.EmitRef("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];", ref m0, ref m1, ref m2, ref m3, ref rowAddress);
     }
 
+    /// <summary><see cref="LoadMatrices"/>, or <see cref="LoadMatricesTransposed"/> when <paramref name="transposed"/>, into plain words.</summary>
+    public static void LoadMatrixWords(uint address, bool transposed, out uint m0, out uint m1, out uint m2, out uint m3)
+    {
+        Output<uint> x0 = default, x1 = default, x2 = default, x3 = default;
+        if (transposed)
+        {
+            LoadMatricesTransposed(address, ref x0, ref x1, ref x2, ref x3);
+        }
+        else
+        {
+            LoadMatrices(address, ref x0, ref x1, ref x2, ref x3);
+        }
+
+        m0 = x0.Value;
+        m1 = x1.Value;
+        m2 = x2.Value;
+        m3 = x3.Value;
+    }
+
     /// <summary>Sum over 16 steps of <c>x[xi + s * xStep] * y[yi + s * yStep]</c> in fp32: the CPU twin of one mma k-step.</summary>
     public static float Dot16<TElement>(TElement element, ArrayView<ushort> x, long xi, long xStep, ArrayView<ushort> y, long yi, long yStep)
         where TElement : struct, IElement<ushort>

@@ -86,11 +86,13 @@ internal readonly struct StagedRows
             return;
         }
 
+        var elementStep = share.RowStep * tokenStep;
+        var wordStep = share.RowStep * rowWords;
         for (var row = share.Row; row < rows; row += share.RowStep)
         {
             words.Cast<Quad>()[word >> 2] = quads[element >> 3];
-            element += share.RowStep * tokenStep;
-            word += share.RowStep * rowWords;
+            element += elementStep;
+            word += wordStep;
         }
     }
 
@@ -99,7 +101,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Matrices(rowLane + Offset(row, feature), transposed: false, out a0, out a1, out a2, out a3);
+            TensorCore.LoadMatrixWords(rowLane + Offset(row, feature), transposed: false, out a0, out a1, out a2, out a3);
             return;
         }
 
@@ -117,7 +119,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Matrices(columnLane + Offset(row, feature), transposed: false, out b0, out b1, out b2, out b3);
+            TensorCore.LoadMatrixWords(columnLane + Offset(row, feature), transposed: false, out b0, out b1, out b2, out b3);
             return;
         }
 
@@ -135,7 +137,7 @@ internal readonly struct StagedRows
     {
         if (CudaAsm.IsSupported)
         {
-            Matrices(depthLane + Offset(row, feature), transposed: true, out b0, out b1, out b2, out b3);
+            TensorCore.LoadMatrixWords(depthLane + Offset(row, feature), transposed: true, out b0, out b1, out b2, out b3);
             return;
         }
 
@@ -143,25 +145,6 @@ internal readonly struct StagedRows
         b1 = Pair(row + 8 + 2 * t, feature + g);
         b2 = Pair(row + 2 * t, feature + 8 + g);
         b3 = Pair(row + 8 + 2 * t, feature + 8 + g);
-    }
-
-    // One ldmatrix.x4 (.trans when transposed) at this lane's row address.
-    private static void Matrices(uint address, bool transposed, out uint m0, out uint m1, out uint m2, out uint m3)
-    {
-        Output<uint> x0 = default, x1 = default, x2 = default, x3 = default;
-        if (transposed)
-        {
-            TensorCore.LoadMatricesTransposed(address, ref x0, ref x1, ref x2, ref x3);
-        }
-        else
-        {
-            TensorCore.LoadMatrices(address, ref x0, ref x1, ref x2, ref x3);
-        }
-
-        m0 = x0.Value;
-        m1 = x1.Value;
-        m2 = x2.Value;
-        m3 = x3.Value;
     }
 
     // Bytes from a lane's address at (0, 0) to the same lane's at (row, feature).
