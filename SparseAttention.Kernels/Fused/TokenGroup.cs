@@ -18,6 +18,8 @@ internal readonly struct TokenGroup
 
     private const int Warps = Rows / 16;
 
+    private const int Threads = 32 * Warps;
+
     // The CPU accelerator's mma emulation swaps fragments through the start of the dynamic shared memory.
     private const int EmulationBytes = Warps * MmaEmulation.WarpBytes;
 
@@ -58,7 +60,7 @@ internal readonly struct TokenGroup
         firstByte = CudaAsm.IsSupported ? 0 : EmulationBytes;
         KeyRows = Tile(0, Rows);
         ValueRows = Tile(1, Rows);
-        Share = new StageShare(features);
+        Share = new StageShare(features, Threads);
     }
 
     /// <summary>This lane's row group within its warp's m16n8 fragments (rows g and g+8).</summary>
@@ -97,7 +99,7 @@ internal readonly struct TokenGroup
         var emulation = accelerator.AcceleratorType == AcceleratorType.Cuda ? 0 : EmulationBytes;
         return new KernelConfig(
             new Index3D((dims.Ctx + Rows - 1) / Rows, dims.Batch * dims.Heads, 1),
-            new Index3D(32 * Warps, 1, 1),
+            new Index3D(Threads, 1, 1),
             SharedMemoryConfig.RequestDynamic<byte>(emulation + stagedBytes));
     }
 
