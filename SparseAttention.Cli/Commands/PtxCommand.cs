@@ -33,7 +33,7 @@ internal static class PtxCommand
             (typeof(SoftmaxKernels), "BackwardPacked", [typeof(Fp16)]),
         ];
         var methods = kernels.Select(k => (Method: Find(k.Family, k.Method, k.Arguments), Name: $"{k.Family.Name}.{k.Method}{string.Concat(k.Arguments.Select(a => "." + a.Name))}"))
-            .Concat(new[] { (64, 64), (128, 64), (64, 32) }.SelectMany(c => new[]
+            .Concat(new[] { (64, 64), (128, 64), (64, 32), (128, 32) }.SelectMany(c => new[]
             {
                 (FlashKernels.ForwardKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.ForwardKernel.Fp16.D{c.Item1}.B{c.Item2}"),
                 (FlashKernels.QueryGradKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.QueryGradKernel.Fp16.D{c.Item1}.B{c.Item2}"),
@@ -42,7 +42,7 @@ internal static class PtxCommand
         foreach (var (method, name) in methods)
         {
             var ilgpu = compiler.Compile(method);
-            var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
+            var loaded = KernelLoader.Transform(ilgpu, KernelLoader.StagesOf(method, KernelLoader.DefaultStages));
             var file = Path.Combine(folder, $"{name}.ptx");
             File.WriteAllText(file, loaded);
             var mma = loaded.Split("mma.sync").Length - 1;

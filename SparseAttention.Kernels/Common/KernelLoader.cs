@@ -27,6 +27,9 @@ internal static class KernelLoader
     private static readonly PropertyInfo EntryPointOf = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public)
         ?? throw new MissingMemberException("CompiledKernel.EntryPoint is gone: the PTX stage needs ILGPU 1.5.3");
 
+    // Stages of one kernel's own, after its accelerator's: its launch bounds.
+    private static readonly ConcurrentDictionary<MethodInfo, PtxStage> Tuning = new();
+
     /// <summary>The stages every CUDA kernel goes through unless its accelerator was given others.</summary>
     public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode];
 
@@ -48,6 +51,13 @@ internal static class KernelLoader
         return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages));
     }
 
+    /// <summary>Gives <paramref name="kernel"/> a stage of its own, run after its accelerator's (none where those are none).</summary>
+    public static void Tune(MethodInfo kernel, PtxStage stage) => Tuning[kernel] = stage;
+
+    /// <summary>The stages <paramref name="kernel"/> goes through on an accelerator with <paramref name="stages"/>: those, then its own.</summary>
+    public static IReadOnlyList<PtxStage> StagesOf(MethodInfo kernel, IReadOnlyList<PtxStage> stages) =>
+        stages.Count > 0 && Tuning.TryGetValue(kernel, out var own) ? [.. stages, own] : stages;
+
     /// <summary>The PTX of an explicitly grouped kernel as the loader hands it to the driver: ILGPU's, then each stage.</summary>
     public static string Transform(string ptx, IReadOnlyList<PtxStage> stages) => stages.Aggregate(ptx, (text, stage) => stage(text));
 
@@ -61,7 +71,7 @@ internal static class KernelLoader
 
         var description = EntryPointDescription.FromExplicitlyGroupedKernel(method);
         var compiled = (PTXCompiledKernel)accelerator.CompileKernel(description);
-        var rebuilt = (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, stages)]);
+        var rebuilt = (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, StagesOf(method, stages))]);
         return accelerator.LoadKernel(rebuilt).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
     }
 

@@ -18,7 +18,8 @@ internal readonly struct TokenGroup
 
     private const int Warps = Rows / 16;
 
-    private const int Threads = 32 * Warps;
+    /// <summary>Threads of one group.</summary>
+    public const int Threads = 32 * Warps;
 
     // The CPU accelerator's mma emulation swaps fragments through the start of the dynamic shared memory.
     private const int EmulationBytes = Warps * MmaEmulation.WarpBytes;
