@@ -42,7 +42,7 @@ internal static class PtxCommand
         foreach (var (method, name) in methods)
         {
             var ilgpu = compiler.Compile(method);
-            var loaded = KernelLoader.Transform(ilgpu, KernelLoader.StagesOf(method, KernelLoader.DefaultStages));
+            var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
             var file = Path.Combine(folder, $"{name}.ptx");
             File.WriteAllText(file, loaded);
             var mma = loaded.Split("mma.sync").Length - 1;

@@ -27,8 +27,8 @@ internal static class KernelLoader
     private static readonly PropertyInfo EntryPointOf = typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public)
         ?? throw new MissingMemberException("CompiledKernel.EntryPoint is gone: the PTX stage needs ILGPU 1.5.3");
 
-    // Stages of one kernel's own, after its accelerator's: its launch bounds.
-    private static readonly ConcurrentDictionary<MethodInfo, PtxStage> Tuning = new();
+    // Launch bounds of kernels that have them (CUDA's __launch_bounds__): ILGPU writes them as .maxntid and .minnctapersm.
+    private static readonly ConcurrentDictionary<MethodInfo, KernelSpecialization> Bounds = new();
 
     /// <summary>The stages every CUDA kernel goes through unless its accelerator was given others.</summary>
     public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode];
@@ -51,12 +51,15 @@ internal static class KernelLoader
         return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages));
     }
 
-    /// <summary>Gives <paramref name="kernel"/> a stage of its own, run after its accelerator's (none where those are none).</summary>
-    public static void Tune(MethodInfo kernel, PtxStage stage) => Tuning[kernel] = stage;
+    /// <summary>
+    /// Compiles <paramref name="kernel"/> for groups of <paramref name="threads"/> threads, <paramref name="groups"/> of
+    /// them resident per multiprocessor: ptxas caps its registers to fit them. A hint, not a requirement: where shared
+    /// memory allows fewer groups, fewer run.
+    /// </summary>
+    public static void Bound(MethodInfo kernel, int threads, int groups) => Bounds[kernel] = new KernelSpecialization(threads, groups);
 
-    /// <summary>The stages <paramref name="kernel"/> goes through on an accelerator with <paramref name="stages"/>: those, then its own.</summary>
-    public static IReadOnlyList<PtxStage> StagesOf(MethodInfo kernel, IReadOnlyList<PtxStage> stages) =>
-        stages.Count > 0 && Tuning.TryGetValue(kernel, out var own) ? [.. stages, own] : stages;
+    /// <summary>The launch bounds <paramref name="kernel"/> is compiled with (empty: ptxas chooses).</summary>
+    public static KernelSpecialization BoundsOf(MethodInfo kernel) => Bounds.GetValueOrDefault(kernel, KernelSpecialization.Empty);
 
     /// <summary>The PTX of an explicitly grouped kernel as the loader hands it to the driver: ILGPU's, then each stage.</summary>
     public static string Transform(string ptx, IReadOnlyList<PtxStage> stages) => stages.Aggregate(ptx, (text, stage) => stage(text));
@@ -64,15 +67,16 @@ internal static class KernelLoader
     private static Action<AcceleratorStream, KernelConfig, TParams> Load<TParams>(Accelerator accelerator, MethodInfo method, IReadOnlyList<PtxStage> stages)
         where TParams : struct
     {
-        if (accelerator is not CudaAccelerator || stages.Count == 0)
+        if (accelerator is not CudaAccelerator)
         {
             return accelerator.LoadKernel(method).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
         }
 
-        var description = EntryPointDescription.FromExplicitlyGroupedKernel(method);
-        var compiled = (PTXCompiledKernel)accelerator.CompileKernel(description);
-        var rebuilt = (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, StagesOf(method, stages))]);
-        return accelerator.LoadKernel(rebuilt).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
+        var compiled = (PTXCompiledKernel)accelerator.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method), BoundsOf(method));
+        var loadable = stages.Count == 0
+            ? compiled
+            : (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, stages)]);
+        return accelerator.LoadKernel(loadable).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
     }
 
     private sealed class Loaded(IReadOnlyList<PtxStage> stages)

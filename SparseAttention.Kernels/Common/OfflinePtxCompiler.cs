@@ -19,9 +19,9 @@ internal sealed class OfflinePtxCompiler : IDisposable
     public OfflinePtxCompiler() =>
         backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
 
-    /// <summary>The PTX of the explicitly grouped kernel <paramref name="method"/>, before any stage.</summary>
+    /// <summary>The PTX of the explicitly grouped kernel <paramref name="method"/> with its launch bounds, before any stage.</summary>
     public string Compile(MethodInfo method) =>
-        ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), KernelSpecialization.Empty)).PTXAssembly;
+        ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), KernelLoader.BoundsOf(method))).PTXAssembly;
 
     /// <inheritdoc/>
     public void Dispose()

@@ -72,8 +72,8 @@ internal readonly struct StagedRows
         if (CudaAsm.IsSupported)
         {
             // The group's passes over the tile written out: neither ILGPU nor ptxas unrolls the loop, which spent 12
-            // instructions per copy (a tenth of the forward's step). A tile has at most 64 rows and the row step is at least
-            // 8 (head dims up to 128), so eight passes cover it; for a tile of constant rows the conditions fold away.
+            // instructions per copy (a tenth of the forward's step). CoveredBy keeps tiles within MaxPasses; for a tile
+            // of constant rows the conditions fold away.
             var source = globalAddress + 2 * element;
             var sourceStep = 2 * share.RowStep * tokenStep;
             var target = address + (uint)(4 * (word - firstWord));
@@ -100,6 +100,12 @@ internal readonly struct StagedRows
             word += wordStep;
         }
     }
+
+    /// <summary>Passes of one staging on CUDA, each a 16-byte copy per thread.</summary>
+    public const int MaxPasses = 8;
+
+    /// <summary>Whether one staging of <paramref name="threads"/> threads covers tiles of <paramref name="rows"/> rows of <paramref name="features"/> 16-bit elements.</summary>
+    public static bool CoveredBy(int threads, int features, int rows) => rows * (features >> 3) <= MaxPasses * threads;
 
     // Copy `pass` of a staging of `passes` whole passes, and of one more where `partial` (this thread's row of the last,
     // incomplete pass exists).

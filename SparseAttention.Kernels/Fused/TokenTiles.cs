@@ -34,6 +34,11 @@ internal static class TokenTiles
                 128 => (typeof(Query128), typeof(Output128)),
                 _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
             };
+            if (!StagedRows.CoveredBy(TokenGroup.Threads, headDim, TokenGroup.Rows))
+            {
+                throw new InvalidOperationException($"a staging of {TokenGroup.Threads} threads does not cover tiles of {TokenGroup.Rows} rows of {headDim} features");
+            }
+
             var slab = steps < 64 ? typeof(Slab32) : typeof(Slab64);
             var method = typeof(FlashKernels).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
                 ?? throw new MissingMethodException(nameof(FlashKernels), name);
@@ -41,7 +46,7 @@ internal static class TokenTiles
             var groups = GroupsPerMultiprocessor(name, headDim, steps);
             if (groups > 0)
             {
-                KernelLoader.Tune(kernel, PtxStages.LaunchBounds(TokenGroup.Threads, groups));
+                KernelLoader.Bound(kernel, TokenGroup.Threads, groups);
             }
 
             return kernel.CreateDelegate<Action<TParams>>();
@@ -50,7 +55,9 @@ internal static class TokenTiles
     // The groups per multiprocessor a kernel is compiled for, where capping its registers to fit them spills nothing and
     // ran faster on the H200 (one call, 0 against these: the D128 forward 2 -> 3 groups, bf16 8k causal forward 2.462 ->
     // 2.087 ms; the D64 dK/dV 2 -> 3, fp16 4k causal forward+backward 2.603 -> 2.490 ms); 0 leaves ptxas its own choice.
-    // Five groups of the D64 forward would need 96 registers, and spill.
+    // Five groups of the D64 forward would need 96 registers, and spill. Three groups of 168 registers fit the register
+    // file of every card since sm_80 (64K per SM); the shared memory of three D128 forward groups (sm_86, sm_89: 100 KB)
+    // may not, and then ptxas's cap costs instructions for no occupancy: tuned on the H200, the card we measure on.
     private static int GroupsPerMultiprocessor(string name, int headDim, int steps) => (name, headDim, steps) switch
     {
         (nameof(FlashKernels.ForwardKernel), 128, _) => 3,
