@@ -10,17 +10,44 @@ public sealed class KernelSelectorTests
 {
     private static readonly DeviceCapability Cpu = new(IsCuda: false, ComputeCapability: 0, SharedMemoryPerGroup: 48 << 10);
     private static readonly DeviceCapability Hopper = new(IsCuda: true, ComputeCapability: 90, SharedMemoryPerGroup: 48 << 10);
+    private static readonly DeviceCapability Ampere = new(IsCuda: true, ComputeCapability: 80, SharedMemoryPerGroup: 48 << 10);
 
     [TestMethod]
     public void FusedByDefaultOnCudaWhereItApplies()
     {
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Ampere, 64, 64, AttentionOptions.Default));
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 32, AttentionOptions.Default));
         Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 48, 64, AttentionOptions.Default), "head dim 48: no fused kernel");
         Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 64, 16, AttentionOptions.Default), "block 16: no fused kernel");
         Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Cpu, 64, 64, AttentionOptions.Default), "the CPU accelerator runs the ops unless asked");
         Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Fused = false }));
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Cpu, 32, 32, new AttentionOptions { Fused = true }));
+    }
+
+    [TestMethod]
+    public void HopperFamilyOnSm90WhereItApplies()
+    {
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 128, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 32, AttentionOptions.Default), "blocks of 32: portable");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 32, 64, AttentionOptions.Default), "head dim 32: portable");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Ampere, 64, 64, AttentionOptions.Default), "no wgmma before sm_90");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = false }));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { Hopper = true }), "the CPU runs the C# twin when asked");
+        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Cpu, 64, 64, AttentionOptions.Default));
+    }
+
+    [TestMethod]
+    public void HopperRequestsThatCannotRunNameTheRule()
+    {
+        var block = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Hopper, 64, 32, new AttentionOptions { Hopper = true }));
+        Assert.AreEqual("options", block.ParamName);
+        StringAssert.Contains(block.Message, "Hopper needs the fused path, Half or BFloat16 inputs, head dim 64 or 128 and block size 64 or 128; this call has Half, head dim 64, block size 32");
+        var unfused = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = true, Fused = false }));
+        StringAssert.Contains(unfused.Message, "Fused false");
+        var device = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Ampere, 64, 64, new AttentionOptions { Hopper = true }));
+        StringAssert.Contains(device.Message, "Hopper needs a compute capability 9.0 device (or the CPU accelerator, which runs its C# twin); this device has 8.0");
+        Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<float>(Cpu, 64, 64, new AttentionOptions { Hopper = true }));
     }
 
     [TestMethod]

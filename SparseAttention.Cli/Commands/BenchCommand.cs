@@ -6,7 +6,9 @@ using SparseAttention.Attention;
 using SparseAttention.Autograd;
 using SparseAttention.Layouts;
 using SparseAttention.Ops;
+using SparseAttention.Kernels.Hopper;
 using SparseAttention.Planning;
+using SparseAttention.Selection;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Cli.Commands;
@@ -60,11 +62,20 @@ internal static class BenchCommand
             ("all (causal), head dim 128", 4, 16, 4096, 128, AttentionPattern.All, 64),
         ];
 
+        // --hopper on|off forces the fused forward's family either way (default: the selector's choice), so one call times both.
+        var options = line.Text("hopper") switch
+        {
+            "on" => new AttentionOptions { Hopper = true },
+            "off" => new AttentionOptions { Hopper = false },
+            null => AttentionOptions.Default,
+            var other => throw new ArgumentException($"--hopper {other}: use on or off", "line"),
+        };
+
         // --case and --dtype narrow the attention cases, so a profiler sees one case's launches.
         bool Picked(string name, string dtype) => Runs("attention") && (line.Text("case") ?? name) == name && (line.Text("dtype") ?? dtype) == dtype;
         foreach (var c in cases.Where(c => Picked(c.Name, "fp16")))
         {
-            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block, "fp16", x => (Half)x);
+            AttentionBench(device, c.Name, c.Batch, c.Heads, c.Ctx, c.HeadDim, c.Pattern, c.Block, "fp16", x => (Half)x, options);
         }
 
         // Head dim 128 in bf16 at 8k to 16k (issue 13's cases, beside peers.py's).
@@ -78,7 +89,7 @@ internal static class BenchCommand
         ];
         foreach (var c in wide.Where(c => Picked(c.Name, "bf16")))
         {
-            AttentionBench(device, c.Name, c.Batch, 16, c.Ctx, 128, c.Pattern, c.Block, "bf16", x => (BFloat16)x);
+            AttentionBench(device, c.Name, c.Batch, 16, c.Ctx, 128, c.Pattern, c.Block, "bf16", x => (BFloat16)x, options);
         }
 
         foreach (var ctx in Runs("memory") ? new[] { 4096, 16384, 65536 } : [])
@@ -160,27 +171,30 @@ internal static class BenchCommand
         }
     }
 
-    private static void AttentionBench<T>(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block, string dtype, Func<float, T> convert)
+    private static void AttentionBench<T>(ComputeDevice device, string name, int batch, int heads, int ctx, int headDim, AttentionPattern pattern, int block, string dtype, Func<float, T> convert, AttentionOptions requested)
         where T : unmanaged
     {
+        // Cases the Hopper family does not cover (blocks of 32) run the portable kernels when it is forced on.
+        var options = requested.Hopper == true && !HopperKernels.Supports(headDim, block) ? AttentionOptions.Default with { Hopper = false } : requested;
+        var path = KernelSelector.ForAttention<T>(device.Capability, headDim, block, options);
         var random = new Random(2);
         using var q = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
         using var k = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
         using var v = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
         using var grad = RandomTensor(device, random, convert, batch, ctx, heads * headDim);
-        var forward = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseAttention.Compute(q, k, v, heads, pattern, block).Dispose(), 2, 10);
+        var forward = DeviceTimer.MedianMilliseconds(device.Accelerator, () => BlockSparseAttention.Compute(q, k, v, heads, pattern, block, options).Dispose(), 2, 10);
         var both = DeviceTimer.MedianMilliseconds(device.Accelerator, () =>
         {
             using var tape = new Tape();
-            using var output = BlockSparseAttention.Compute(q, k, v, heads, pattern, block, tape: tape);
+            using var output = BlockSparseAttention.Compute(q, k, v, heads, pattern, block, options, tape);
             tape.Backward(output, grad).Dispose();
         }, 2, 10);
         var layout = pattern.ToLayout(ctx, block, heads);
         var nnz = Enumerable.Range(0, heads).Sum(h => (double)layout.AllowedElements(h)) / heads;
         var forwardFlops = 4.0 * batch * heads * nnz * headDim;
         Report(
-            new { bench = "attention", name, pattern = pattern.ToString(), batch, heads, ctx, headDim, block, dtype, fwdMs = forward, fwdBwdMs = both, fwdTflops = forwardFlops / (forward * 1e9), fwdBwdTflops = 3.5 * forwardFlops / (both * 1e9) },
-            string.Create(CultureInfo.InvariantCulture, $"attention {name,-32} {dtype} B{batch} H{heads} N{ctx} D{headDim} block {block,3}: fwd {forward,8:F3} ms  fwd+bwd {both,8:F3} ms  ({forwardFlops / (forward * 1e9):F1} TFLOP/s fwd, allowed entries only)"));
+            new { bench = "attention", name, path = path.ToString(), pattern = pattern.ToString(), batch, heads, ctx, headDim, block, dtype, fwdMs = forward, fwdBwdMs = both, fwdTflops = forwardFlops / (forward * 1e9), fwdBwdTflops = 3.5 * forwardFlops / (both * 1e9) },
+            string.Create(CultureInfo.InvariantCulture, $"attention {name,-32} {dtype} {path,-11} B{batch} H{heads} N{ctx} D{headDim} block {block,3}: fwd {forward,8:F3} ms  fwd+bwd {both,8:F3} ms  ({forwardFlops / (forward * 1e9):F1} TFLOP/s fwd, allowed entries only)"));
     }
 
     private static void RecomputeMemory(ComputeDevice device)

@@ -28,7 +28,7 @@ internal static class FingerprintCommand
             Print<float>(device, shape, $"fp32 bf16-scores {pattern}", new AttentionOptions { BFloat16Scores = true }, (q, k, v, o, t) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, 32, o, t));
             foreach (var fused in new[] { false, true })
             {
-                var options = new AttentionOptions { Fused = fused };
+                var options = new AttentionOptions { Fused = fused, Hopper = false };
                 var path = fused ? "fused" : "unfused";
                 Print<Half>(device, shape, $"fp16 {path} {pattern}", options, (q, k, v, o, t) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, 32, o, t));
                 Print<BFloat16>(device, shape, $"bf16 {path} {pattern}", options, (q, k, v, o, t) => BlockSparseAttention.Compute(q, k, v, shape.Heads, pattern, 32, o, t));
@@ -40,7 +40,7 @@ internal static class FingerprintCommand
         TokenMask causalish = (h, q, k) => k <= q && (q - k + h) % 3 != 1;
         foreach (var fused in new[] { false, true })
         {
-            var options = new AttentionOptions { Fused = fused, AutoregressAtKey = 136, Scale = 0.3 };
+            var options = new AttentionOptions { Fused = fused, Hopper = false, AutoregressAtKey = 136, Scale = 0.3 };
             Print<Half>(device, shape, $"fp16 {(fused ? "fused" : "unfused")} custom", options, (q, k, v, o, t) => BlockSparseAttention.Compute(q, k, v, layout, o, t));
             Print<Half>(device, shape, $"fp16 {(fused ? "fused" : "unfused")} dense", options with { AutoregressAtKey = null }, (q, k, v, o, t) => BlockSparseAttention.Dense(q, k, v, shape.Heads, causalish, o, t));
         }

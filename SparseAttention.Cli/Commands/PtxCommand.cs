@@ -2,6 +2,7 @@ using System.Reflection;
 using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;
+using SparseAttention.Kernels.Hopper;
 
 namespace SparseAttention.Cli.Commands;
 
@@ -38,6 +39,11 @@ internal static class PtxCommand
                 (FlashKernels.ForwardKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.ForwardKernel.Fp16.D{c.Item1}.B{c.Item2}"),
                 (FlashKernels.QueryGradKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.QueryGradKernel.Fp16.D{c.Item1}.B{c.Item2}"),
                 (FlashKernels.KeyValueGradKernelFor<Fp16>(c.Item1, c.Item2).Method, $"FlashKernels.KeyValueGradKernel.Fp16.D{c.Item1}.B{c.Item2}"),
+            }))
+            .Concat(HopperKernels.HeadDims.SelectMany(d => new[]
+            {
+                (HopperKernels.ForwardKernelFor<Fp16>(d).Method, $"HopperKernels.ForwardKernel.Fp16.D{d}"),
+                (HopperKernels.ForwardKernelFor<Bf16>(d).Method, $"HopperKernels.ForwardKernel.Bf16.D{d}"),
             }));
         foreach (var (method, name) in methods)
         {

@@ -2,6 +2,8 @@ using ILGPU.Runtime;
 using SparseAttention.Accelerators;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;
+using SparseAttention.Kernels.Hopper;
+using SparseAttention.Selection;
 using SparseAttention.Ops;
 using SparseAttention.Tensors;
 using static SparseAttention.Ops.ElementDispatch;
@@ -22,7 +24,7 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         var output = DeviceTensor<T>.Allocate(device, [.. q.Shape]);
         var logSumExp = DeviceTensor<float>.Allocate(device, call.Dims.Batch, call.Dims.Heads, call.Dims.Ctx);
         using var pinned = device.Pin(call.Plan);
-        Run(new ForwardAction(device, new FlashForwardParams
+        Run(new ForwardAction(device, call.Path == KernelPath.FusedHopper, new FlashForwardParams
         {
             Problem = Problem(pinned), QueryQuads = As<T, Quad>(q), KeyQuads = As<T, Quad>(k), ValueQuads = As<T, Quad>(v),
             QueryAddress = Address(q), KeyAddress = Address(k), ValueAddress = Address(v), OutputPairs = As<T, uint>(output), LogSumExp = logSumExp.View,
@@ -70,14 +72,24 @@ internal sealed class FusedAttention<T>(AttentionCall call)
 
     private FlashProblem Problem(PinnedPlan pinned) => new() { Dims = call.Dims, Plan = pinned.Tables, Scale = call.Scale, AutoregressAtKey = call.KernelAutoregressAtKey };
 
-    private readonly record struct ForwardAction(ComputeDevice Device, FlashForwardParams Params) : IElementAction
+    private readonly record struct ForwardAction(ComputeDevice Device, bool Hopper, FlashForwardParams Params) : IElementAction
     {
         public void Run<TS, TE>()
             where TS : unmanaged
             where TE : struct, IElement<TS> => throw new NotSupportedException("the fused kernels take fp16 and bf16");
 
         public void RunTensorCore<TE>()
-            where TE : struct, IElement<ushort>, IMmaElement => FlashKernels.LaunchForward<TE>(Device.Accelerator, Params);
+            where TE : struct, IElement<ushort>, IMmaElement
+        {
+            if (Hopper)
+            {
+                HopperKernels.LaunchForward<TE>(Device.Accelerator, Params);
+            }
+            else
+            {
+                FlashKernels.LaunchForward<TE>(Device.Accelerator, Params);
+            }
+        }
     }
 
     private readonly record struct BackwardAction(ComputeDevice Device, FlashDeltaParams Delta, FlashQueryGradParams QueryGrad, FlashKeyValueGradParams KeyValueGrad) : IElementAction

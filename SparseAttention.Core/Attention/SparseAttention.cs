@@ -85,7 +85,7 @@ public static class BlockSparseAttention
         Guard.MultipleOf(ctx, "ctx", DenseBlock, "blockSize");
 
         // Every block is enabled; the fused kernels want bigger blocks and skip the tiles the mask empties.
-        var fused = ctx % FusedDenseBlock == 0 && KernelSelector.ForAttention<T>(q.Device.Capability, q.Shape[2] / heads, FusedDenseBlock, options) == KernelPath.Fused;
+        var fused = ctx % FusedDenseBlock == 0 && KernelSelector.ForAttention<T>(q.Device.Capability, q.Shape[2] / heads, FusedDenseBlock, options) is KernelPath.Fused or KernelPath.FusedHopper;
         var blockSize = fused ? FusedDenseBlock : DenseBlock;
         var blocks = ctx / blockSize;
         var all = new bool[blocks, blocks];
@@ -112,7 +112,7 @@ public static class BlockSparseAttention
     private static DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, AttentionCall call, Tape? tape)
         where T : unmanaged => call.Path switch
         {
-            KernelPath.Fused => RunFused(q, k, v, call, tape),
+            KernelPath.Fused or KernelPath.FusedHopper => RunFused(q, k, v, call, tape),
             KernelPath.FmaBf16Scores => RunUnfused<T, BFloat16>(q, k, v, call, tape),
             KernelPath.Tf32 or KernelPath.TensorCores or KernelPath.Fma => RunUnfused<T, T>(q, k, v, call, tape),
             var path => throw new ArgumentOutOfRangeException(nameof(call), path, "no attention runs on this kernel path"),

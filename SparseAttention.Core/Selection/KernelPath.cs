@@ -6,6 +6,9 @@ public enum KernelPath
     /// <summary>The fused kernels (scores never stored): fp16/bf16 on tensor cores.</summary>
     Fused,
 
+    /// <summary>The fused kernels with the forward on Hopper's <c>wgmma</c> (sm_90; the backward is <see cref="Fused"/>'s).</summary>
+    FusedHopper,
+
     /// <summary>SDD, masked softmax and DSD, fp16/bf16 matrix products on tensor cores (<c>mma.sync</c>).</summary>
     TensorCores,
 

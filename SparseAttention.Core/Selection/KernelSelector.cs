@@ -1,5 +1,6 @@
 using SparseAttention.Attention;
 using SparseAttention.Kernels.Fused;
+using SparseAttention.Kernels.Hopper;
 using SparseAttention.Tensors;
 
 namespace SparseAttention.Selection;
@@ -13,7 +14,7 @@ public static class KernelSelector
 {
     /// <summary>
     /// The path for <typeparamref name="T"/> inputs: the fused kernels where asked for, or by default on CUDA where they
-    /// apply; else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
+    /// apply, their forward on wgmma on sm_90 where that applies (or where asked for); else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
     /// </summary>
     /// <exception cref="ArgumentException">The options ask for what cannot run this call (named <c>options</c>).</exception>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not float, Half or BFloat16.</exception>
@@ -43,9 +44,25 @@ public static class KernelSelector
             Guard.Throw(nameof(options), $"Fused needs Half or BFloat16 inputs, head dim {Listed(FlashKernels.HeadDims)} and block size {Listed(FlashKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}");
         }
 
+        var hopperCovers = isHalfWidth && HopperKernels.Supports(headDim, blockSize);
+        if (options.Hopper == true && (!hopperCovers || options.Fused == false))
+        {
+            Guard.Throw(nameof(options), $"Hopper needs the fused path, Half or BFloat16 inputs, head dim {Listed(HopperKernels.HeadDims)} and block size {Listed(HopperKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}{(options.Fused == false ? ", Fused false" : string.Empty)}");
+        }
+
+        if (options.Hopper == true && device.IsCuda && device.ComputeCapability != HopperComputeCapability)
+        {
+            Guard.Throw(nameof(options), $"Hopper needs a compute capability 9.0 device (or the CPU accelerator, which runs its C# twin); this device has {device.ComputeCapability / 10}.{device.ComputeCapability % 10}");
+        }
+
+        if (options.Hopper == true)
+        {
+            return KernelPath.FusedHopper;
+        }
+
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
-            return KernelPath.Fused;
+            return options.Hopper is null && hopperCovers && device.IsCuda && device.ComputeCapability == HopperComputeCapability ? KernelPath.FusedHopper : KernelPath.Fused;
         }
 
         if (isHalfWidth)
@@ -90,6 +107,9 @@ public static class KernelSelector
 
         return bf16Weights ? KernelPath.FmaBf16Scores : allowTf32 ? KernelPath.Tf32 : KernelPath.Fma;
     }
+
+    // wgmma and its sm_90a target exist on compute capability 9.0 only (not on later architectures).
+    private const int HopperComputeCapability = 90;
 
     private static string Listed(IReadOnlyList<int> values) => $"{string.Join(", ", values.Take(values.Count - 1))} or {values[^1]}";
 }

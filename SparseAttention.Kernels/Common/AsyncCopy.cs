@@ -32,6 +32,19 @@ internal static class AsyncCopy
         CudaAsm.EmitRef("cp.async.cg.shared.global [%0], [%1], 16;", ref shared, ref global);
     }
 
+    /// <summary>
+    /// Copy <paramref name="pass"/> of a staging written out pass by pass (neither ILGPU nor ptxas unrolls the loop): it
+    /// runs where <paramref name="pass"/> &lt; <paramref name="passes"/>, or equals it where <paramref name="partial"/>
+    /// (this thread's row of a last, incomplete pass exists), <paramref name="pass"/> steps past the first copy.
+    /// </summary>
+    public static void CopyPass(int pass, int passes, uint target, uint targetStep, long source, long sourceStep, bool partial = false)
+    {
+        if (pass < passes || (pass == passes && partial))
+        {
+            Copy16(target + (uint)pass * targetStep, source + pass * sourceStep);
+        }
+    }
+
     /// <summary>Closes the copies started since the last commit into one group that <see cref="WaitAll"/> waits for.</summary>
     public static void Commit()
     {

@@ -29,6 +29,9 @@ public readonly struct Fp32 : IElement<float>
 public readonly struct Fp16 : IElement<ushort>, IMmaElement
 {
     /// <inheritdoc/>
+    public bool IsBFloat16 => false;
+
+    /// <inheritdoc/>
     public uint Pack(float low, float high)
     {
         if (CudaAsm.IsSupported)
@@ -108,6 +111,9 @@ public readonly struct Fp16 : IElement<ushort>, IMmaElement
 /// <summary>bf16 carried as raw bits: the top half of an fp32, rounded to nearest even.</summary>
 public readonly struct Bf16 : IElement<ushort>, IMmaElement
 {
+    /// <inheritdoc/>
+    public bool IsBFloat16 => true;
+
     /// <inheritdoc/>
     public uint Pack(float low, float high)
     {

@@ -31,7 +31,7 @@ internal static class KernelLoader
     private static readonly ConcurrentDictionary<MethodInfo, KernelSpecialization> Bounds = new();
 
     /// <summary>The stages every CUDA kernel goes through unless its accelerator was given others.</summary>
-    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode];
+    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode, PtxStages.TargetHopper];
 
     /// <summary>Sets the stages of <paramref name="accelerator"/>'s kernels; only before its first kernel is loaded.</summary>
     /// <exception cref="InvalidOperationException">A kernel was already loaded on the accelerator.</exception>

@@ -15,6 +15,9 @@ public interface IMmaElement
     /// </remarks>
     void Mma(ref Ref<float> d0, ref Ref<float> d1, ref Ref<float> d2, ref Ref<float> d3, ref Input<uint> a0, ref Input<uint> a1, ref Input<uint> a2, ref Input<uint> a3, ref Input<uint> b0, ref Input<uint> b1);
 
+    /// <summary>Whether this is bf16 (else fp16): the instruction's type suffix where an instruction is written per type.</summary>
+    bool IsBFloat16 { get; }
+
     /// <summary>Rounds two fp32 values to this type and packs them, the first in the low half (one <c>cvt</c> on CUDA).</summary>
     uint Pack(float low, float high);
 }

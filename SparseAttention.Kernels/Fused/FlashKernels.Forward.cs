@@ -60,7 +60,7 @@ public static partial class FlashKernels
         var scaleLog2 = problem.Scale * Base2.Log2E;
         var output = default(TOutput);
         var slab = default(TSlab);
-        float maxLow = float.NegativeInfinity, maxHigh = float.NegativeInfinity, sumLow = 0f, sumHigh = 0f;
+        var softmax = OnlineSoftmax.Start();
         while (!walk.Done)
         {
             // K of this step has landed, and no warp still reads V (or Q) from the buffer about to be refilled.
@@ -79,17 +79,7 @@ public static partial class FlashKernels
             var isFull = group.IsFull(block);
             slab.Compute<TElement, TQuery>(query, keyRows, 0);
             group.Mask(ref slab, problem, walk, block, isFull);
-
-            // Online softmax, once per step: rescale what is summed so far where a row's max grows; a row still empty
-            // keeps 0. The max is taken on the unscaled scores (the scale is positive) and kept scaled.
-            float newLow = XMath.Max(maxLow, ScoreTile.QuadMax(slab.LaneMaxLow()) * scaleLog2), newHigh = XMath.Max(maxHigh, ScoreTile.QuadMax(slab.LaneMaxHigh()) * scaleLog2);
-            float baseLow = newLow == float.NegativeInfinity ? 0f : newLow, baseHigh = newHigh == float.NegativeInfinity ? 0f : newHigh;
-            float alphaLow = Base2.Exp2(maxLow - baseLow), alphaHigh = Base2.Exp2(maxHigh - baseHigh);
-            slab.Exp2Minus(scaleLog2, baseLow, baseHigh);
-            sumLow = sumLow * alphaLow + slab.PartialSumLow();
-            sumHigh = sumHigh * alphaHigh + slab.PartialSumHigh();
-            maxLow = newLow;
-            maxHigh = newHigh;
+            softmax.Step(ref slab, scaleLog2, out var alphaLow, out var alphaHigh);
             output.Scale(alphaLow, alphaHigh);
 
             // V of this step has landed, and no warp still reads K: the next K loads while the warps compute P . V.
@@ -112,13 +102,8 @@ public static partial class FlashKernels
             return;
         }
 
-        sumLow = ScoreTile.QuadSum(sumLow);
-        sumHigh = ScoreTile.QuadSum(sumHigh);
-        output.Store<TElement>(p.OutputPairs, group.Token(warpQuery + g) + 2 * t, 8 * group.TokenStep, sumLow > 0f ? 1f / sumLow : 0f, sumHigh > 0f ? 1f / sumHigh : 0f, 0);
-        if (t == 0)
-        {
-            p.LogSumExp[dims.RowIndex(Grid.IdxY, warpQuery + g)] = sumLow > 0f ? maxLow + XMath.Log2(sumLow) : float.PositiveInfinity;
-            p.LogSumExp[dims.RowIndex(Grid.IdxY, warpQuery + g + 8)] = sumHigh > 0f ? maxHigh + XMath.Log2(sumHigh) : float.PositiveInfinity;
-        }
+        softmax.Finish();
+        output.Store<TElement>(p.OutputPairs, group.Token(warpQuery + g) + 2 * t, 8 * group.TokenStep, softmax.InverseLow, softmax.InverseHigh, 0);
+        softmax.WriteLogSumExp(p.LogSumExp, dims, warpQuery + g, t);
     }
 }

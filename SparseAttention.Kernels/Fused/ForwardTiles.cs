@@ -97,23 +97,14 @@ internal readonly record struct SlabSite(PlanTables Plan, long MaskBase, bool Is
         : ChunkMask.ForQueries(Plan, MaskBase, IsFull, OwnInBlock, StepInBlock + offset, Own, Step + offset, AutoregressAtKey);
 }
 
-/// <summary>A warp's scores for its 16 rows and one step of keys, in registers (m16n8 accumulators).</summary>
-internal interface IScoreSlab
+/// <summary>
+/// A warp's scores for its 16 rows and one step of keys, in registers in the m16n8 accumulator layout: what masking and
+/// the online softmax need of them, whichever instruction computed them (<c>mma.sync</c> or Hopper's <c>wgmma</c>).
+/// </summary>
+internal interface IRowScores
 {
     /// <summary>Keys covered (queries in the transposed walk: the slab's columns are the step's tokens).</summary>
     int Keys { get; }
-
-    /// <summary>S = Q . Kᵀ for staged keys <paramref name="key"/>.. (the slab starts from zero).</summary>
-    void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
-        where TElement : struct, IElement<ushort>, IMmaElement
-        where TQuery : struct, IQueryFragments;
-
-    /// <summary>Loads the K fragments (staged rows <paramref name="key"/>.., features <paramref name="feature"/>..+15) of every 16-key tile, all before the first mma.</summary>
-    void LoadKeys(in StagedRows keys, int key, int feature);
-
-    /// <summary>Adds A . Kᵀ to every tile, A being 16 rows by 16 features and K the fragments <see cref="LoadKeys"/> left.</summary>
-    void MultiplyKeys<TElement>(uint a0, uint a1, uint a2, uint a3)
-        where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>Masks every score: the step adds nothing to this warp's rows.</summary>
     void MaskAll();
@@ -138,6 +129,22 @@ internal interface IScoreSlab
 
     /// <summary>This lane's part of row g+8's sum.</summary>
     float PartialSumHigh();
+}
+
+/// <summary>A warp's scores for its 16 rows and one step of keys, computed and used by <c>mma.sync</c>.</summary>
+internal interface IScoreSlab : IRowScores
+{
+    /// <summary>S = Q . Kᵀ for staged keys <paramref name="key"/>.. (the slab starts from zero).</summary>
+    void Compute<TElement, TQuery>(in TQuery query, in StagedRows keys, int key)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TQuery : struct, IQueryFragments;
+
+    /// <summary>Loads the K fragments (staged rows <paramref name="key"/>.., features <paramref name="feature"/>..+15) of every 16-key tile, all before the first mma.</summary>
+    void LoadKeys(in StagedRows keys, int key, int feature);
+
+    /// <summary>Adds A . Kᵀ to every tile, A being 16 rows by 16 features and K the fragments <see cref="LoadKeys"/> left.</summary>
+    void MultiplyKeys<TElement>(uint a0, uint a1, uint a2, uint a3)
+        where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>
     /// The softmax gradient in place, P becoming P * (dP - delta) with dP = dO . Vᵀ computed here one 16-key tile at a
@@ -295,7 +302,7 @@ internal interface IOutputTiles
 }
 
 /// <summary>16 rows by 16 features: two m16n8 accumulators, filled by one <c>ldmatrix.x4.trans</c> of V per 16 keys.</summary>
-internal struct Output16 : IOutputTiles
+internal struct Output16 : IOutputTiles, IAccumulator8
 {
     private float c0, c1, c2, c3, d0, d1, d2, d3;
 
@@ -304,6 +311,14 @@ internal struct Output16 : IOutputTiles
 
     /// <inheritdoc/>
     public readonly int Features => 16;
+
+    /// <inheritdoc/>
+    public readonly void Get(out float x0, out float x1, out float x2, out float x3, out float x4, out float x5, out float x6, out float x7) =>
+        (x0, x1, x2, x3, x4, x5, x6, x7) = (c0, c1, c2, c3, d0, d1, d2, d3);
+
+    /// <inheritdoc/>
+    public void Set(float x0, float x1, float x2, float x3, float x4, float x5, float x6, float x7) =>
+        (c0, c1, c2, c3, d0, d1, d2, d3) = (x0, x1, x2, x3, x4, x5, x6, x7);
 
     /// <inheritdoc/>
     public void Scale(float low, float high)

@@ -10,7 +10,7 @@ namespace SparseAttention.Kernels.Fused;
 /// 2t+1, 8+2t, 9+2t. Bit i of an element mask: bits 0-3 are row g's four columns in that order, bits 4-7 row g+8's.
 /// The forward uses it as the 16-key leaf of its <see cref="IScoreSlab"/>.
 /// </summary>
-internal struct ScoreTile : IScoreSlab
+internal struct ScoreTile : IScoreSlab, IAccumulator8
 {
     private float s00, s01, s02, s03, s10, s11, s12, s13;
 
@@ -41,6 +41,14 @@ internal struct ScoreTile : IScoreSlab
         MmaEmulation.Accumulate<TElement>(ref s00, ref s01, ref s02, ref s03, ref x0, ref x1, ref x2, ref x3, k0, k1);
         MmaEmulation.Accumulate<TElement>(ref s10, ref s11, ref s12, ref s13, ref x0, ref x1, ref x2, ref x3, k2, k3);
     }
+
+    /// <inheritdoc/>
+    public readonly void Get(out float c0, out float c1, out float c2, out float c3, out float c4, out float c5, out float c6, out float c7) =>
+        (c0, c1, c2, c3, c4, c5, c6, c7) = (s00, s01, s02, s03, s10, s11, s12, s13);
+
+    /// <inheritdoc/>
+    public void Set(float c0, float c1, float c2, float c3, float c4, float c5, float c6, float c7) =>
+        (s00, s01, s02, s03, s10, s11, s12, s13) = (c0, c1, c2, c3, c4, c5, c6, c7);
 
     /// <inheritdoc/>
     public void MaskAll() => Mask(0);

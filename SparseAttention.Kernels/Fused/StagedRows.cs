@@ -80,14 +80,14 @@ internal readonly struct StagedRows
             var targetStep = (uint)(4 * share.RowStep * rowWords);
             var passes = rows / share.RowStep;
             var partial = rows % share.RowStep != 0 && share.Row + passes * share.RowStep < rows;
-            CopyPass(0, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(1, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(2, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(3, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(4, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(5, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(6, passes, partial, target, targetStep, source, sourceStep);
-            CopyPass(7, passes, partial, target, targetStep, source, sourceStep);
+            AsyncCopy.CopyPass(0, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(1, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(2, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(3, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(4, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(5, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(6, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPass(7, passes, target, targetStep, source, sourceStep, partial);
             return;
         }
 
@@ -106,16 +106,6 @@ internal readonly struct StagedRows
 
     /// <summary>Whether one staging of <paramref name="threads"/> threads covers tiles of <paramref name="rows"/> rows of <paramref name="features"/> 16-bit elements.</summary>
     public static bool CoveredBy(int threads, int features, int rows) => rows * (features >> 3) <= MaxPasses * threads;
-
-    // Copy `pass` of a staging of `passes` whole passes, and of one more where `partial` (this thread's row of the last,
-    // incomplete pass exists).
-    private static void CopyPass(int pass, int passes, bool partial, uint target, uint targetStep, long source, long sourceStep)
-    {
-        if (pass < passes || (pass == passes && partial))
-        {
-            AsyncCopy.Copy16(target + (uint)pass * targetStep, source + pass * sourceStep);
-        }
-    }
 
     /// <summary>The A fragment (16 x 16, row-major) of rows <paramref name="row"/>.. and features <paramref name="feature"/>..</summary>
     public void RowFragment(int row, int feature, out uint a0, out uint a1, out uint a2, out uint a3)

@@ -107,6 +107,12 @@ internal readonly struct TokenGroup
     /// <summary>Bytes of a staged tile of <paramref name="rows"/> rows of <paramref name="features"/> features.</summary>
     public static int TileBytes(int features, int rows) => rows * 4 * StagedRows.RowWords(features);
 
+    /// <summary>The group's dynamic shared memory, as words.</summary>
+    public ArrayView<uint> Shared => shared;
+
+    /// <summary>Where staged tiles start in <see cref="Shared"/>: past the CPU mma emulation's exchange, on CUDA at 0.</summary>
+    public int FirstStagedByte => firstByte;
+
     /// <summary>Staged tile <paramref name="index"/> when the staged memory is cut into tiles of <paramref name="rows"/> rows.</summary>
     public StagedRows Tile(int index, int rows) => new(shared, firstByte + index * TileBytes(features, rows), features);
 
@@ -134,7 +140,7 @@ internal readonly struct TokenGroup
     /// masks everything. Transposed, the slab's rows are keys. <paramref name="isFull"/> is <see cref="IsFull"/> of the block.
     /// </summary>
     public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block, bool isFull)
-        where TSlab : struct, IScoreSlab
+        where TSlab : struct, IRowScores
     {
         if (block < 0)
         {

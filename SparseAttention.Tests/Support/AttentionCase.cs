@@ -26,11 +26,11 @@ internal sealed record AttentionCase(string Name, AttentionShape Shape, TokenMas
     /// <summary>The scale the reference uses: the explicit one, else <c>1 / sqrt(headDim)</c>.</summary>
     public double Scale => Options.Scale ?? 1 / Math.Sqrt(Shape.HeadDim);
 
-    /// <summary>Runs the case's attention call on the path <paramref name="fused"/> names.</summary>
+    /// <summary>Runs the case's attention call on the path <paramref name="fused"/> names (the portable fused kernels unless the case asks for the Hopper family).</summary>
     public DeviceTensor<T> Run<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, bool fused, Tape tape)
         where T : unmanaged
     {
-        var options = Options with { Fused = fused };
+        var options = Options with { Fused = fused, Hopper = Options.Hopper ?? false };
         if (Pattern is { } pattern)
         {
             return BlockSparseAttention.Compute(q, k, v, Shape.Heads, pattern, BlockSize, options, tape);

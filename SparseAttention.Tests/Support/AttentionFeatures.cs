@@ -69,7 +69,7 @@ internal static class AttentionFeatures
     /// (so every head enables the same number of blocks); blocks in columns divisible by 3 are partial (an element
     /// predicate), every other enabled block is full.
     /// </summary>
-    private static BlockLayout CustomLayout(AttentionShape shape, int blockSize)
+    public static BlockLayout CustomLayout(AttentionShape shape, int blockSize)
     {
         var nb = shape.Ctx / blockSize;
         var perHead = new List<bool[,]>();

@@ -1,0 +1,113 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SparseAttention.Kernels.Common;
+using SparseAttention.Kernels.Fused;
+
+namespace SparseAttention.Kernels.Hopper;
+
+// The Hopper family (sm_90a): the fused forward on wgmma. It covers head dims 64 and 128 and blocks of 64 and 128 (key
+// steps of 64); the backward stays on the portable mma.sync kernels, which read the same output and log-sum-exp. A group
+// is one warpgroup owning 64 query rows, as in the portable forward, so the walk, masking and online softmax are
+// shared with it; what differs is that S = Q . Kᵀ reads both operands from shared memory (no Q fragments in registers,
+// no ldmatrix) and O += P . V reads V there, each product one asynchronous wgmma chain.
+
+/// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
+public static class HopperKernels
+{
+    /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
+    public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
+
+    /// <summary>Block sizes the Hopper forward walks (steps of 64 keys).</summary>
+    public static IReadOnlyList<int> BlockSizes { get; } = [64, 128];
+
+    /// <summary>Whether the Hopper forward covers this head dim and block size (fp16/bf16 inputs).</summary>
+    public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
+
+    /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does.</summary>
+    public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var headDim = p.Problem.Dims.HeadDim;
+        KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim))(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, 3 * CoreTile.Bytes(headDim)), p);
+    }
+
+    /// <summary>The forward kernel for a head dim: accumulators as wide as it.</summary>
+    public static Action<FlashForwardParams> ForwardKernelFor<TElement>(int headDim)
+        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
+        {
+            64 => ForwardKernel<TElement, WideOutput64>,
+            128 => ForwardKernel<TElement, WideOutput128>,
+            _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the Hopper forward takes head dims 64 and 128"),
+        };
+
+    internal static void ForwardKernel<TElement, TOutput>(FlashForwardParams p)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TOutput : struct, IWideOutput
+    {
+        var problem = p.Problem;
+        var dims = problem.Dims;
+        var features = default(TOutput).Features;
+        var group = new TokenGroup(problem, features, transposed: false);
+        var tileBytes = CoreTile.Bytes(features);
+        var query = new CoreTile(group.Shared, group.FirstStagedByte);
+        var keys = new CoreTile(group.Shared, group.FirstStagedByte + tileBytes);
+        var values = new CoreTile(group.Shared, group.FirstStagedByte + (2 * tileBytes));
+        var share = new CoreShare(features);
+        long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
+
+        // Q once, the first K alongside.
+        var walk = group.Walk(CoreTile.Rows);
+        query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, share);
+        if (!walk.Done)
+        {
+            keys.Stage(p.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, share);
+        }
+
+        AsyncCopy.Commit();
+        var scaleLog2 = problem.Scale * Base2.Log2E;
+        var output = default(TOutput);
+        var scores = default(WideScores);
+        var softmax = OnlineSoftmax.Start();
+        while (!walk.Done)
+        {
+            // K (and, first, Q) of this step has landed and is visible to wgmma, and no warp still reads V.
+            Landed();
+            values.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, share);
+            AsyncCopy.Commit();
+            var next = group.Next(walk, CoreTile.Rows);
+            var block = group.Block(walk);
+            var isFull = group.IsFull(block);
+            scores.Compute<TElement>(query, keys, features);
+            group.Mask(ref scores, problem, walk, block, isFull);
+            softmax.Step(ref scores, scaleLog2, out var alphaLow, out var alphaHigh);
+            output.Scale(alphaLow, alphaHigh);
+
+            // V has landed, and no warp still reads K (its wgmma have completed): the next K loads during P . V.
+            Landed();
+            if (!next.Done)
+            {
+                keys.Stage(p.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, share);
+                AsyncCopy.Commit();
+            }
+
+            scores.Accumulate<TElement, TOutput>(ref output, values);
+            walk = next;
+        }
+
+        // A row with nothing to walk leaves its Q copies unawaited.
+        AsyncCopy.WaitAll();
+        softmax.Finish();
+        var row = group.WarpToken + group.G;
+        output.Store<TElement>(p.OutputPairs, group.Token(row) + 2 * group.T, 8 * group.TokenStep, softmax.InverseLow, softmax.InverseHigh, 0);
+        softmax.WriteLogSumExp(p.LogSumExp, dims, row, group.T);
+    }
+
+    // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
+    private static void Landed()
+    {
+        AsyncCopy.WaitAll();
+        Wgmma.ProxyFence();
+        Group.Barrier();
+    }
+}

@@ -1,0 +1,199 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using SparseAttention.Kernels.Common;
+using SparseAttention.Kernels.Fused;
+
+namespace SparseAttention.Kernels.Hopper;
+
+/// <summary>
+/// Hopper's warpgroup matrix product, <c>wgmma.mma_async</c> m64n64k16 with fp32 accumulators (sm_90a: the loader's
+/// <see cref="PtxStages.TargetHopper"/> stage retargets a module that uses it), and its CPU twin. The four warps of a
+/// group are one warpgroup: warp w holds rows 16w..16w+15 of the 64 x 64 accumulator as four
+/// <see cref="IAccumulator8"/> tiles of 16 columns, in the m16n8 layout the <c>mma.sync</c> kernels use, so masking
+/// and the online softmax are theirs.
+/// </summary>
+internal static class Wgmma
+{
+    /// <summary>Orders the registers written before it (accumulators, A fragments) before the next <c>wgmma</c> reads them.</summary>
+    public static void Fence()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("wgmma.fence.sync.aligned;");
+        }
+    }
+
+    /// <summary>Closes the <c>wgmma</c> issued since the last commit into a group and waits for it: its accumulators are then readable and its shared-memory reads done.</summary>
+    public static void CommitAndWait()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("wgmma.commit_group.sync.aligned;");
+            CudaAsm.Emit("wgmma.wait_group.sync.aligned 0;");
+        }
+    }
+
+    /// <summary>
+    /// Makes this thread's finished <c>cp.async</c> copies visible to <c>wgmma</c>, which reads shared memory through
+    /// the async proxy; call it after <see cref="AsyncCopy.WaitAll"/> and before the group barrier.
+    /// </summary>
+    public static void ProxyFence()
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("fence.proxy.async.shared::cta;");
+        }
+    }
+
+    /// <summary>
+    /// Adds A . Bᵀ to the accumulator tiles <paramref name="t0"/>..<paramref name="t3"/>: A is rows 0..63 of
+    /// <paramref name="a"/> and B rows 0..63 of <paramref name="b"/>, both over features 16 <paramref name="kStep"/>..+15
+    /// (S = Q . Kᵀ). Every thread of the group calls it, between <see cref="Fence"/> and <see cref="CommitAndWait"/>.
+    /// </summary>
+    public static void SharedShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in CoreTile a, in CoreTile b, int kStep)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTile : struct, IAccumulator8
+    {
+        if (!CudaAsm.IsSupported)
+        {
+            var lane = new WarpLane();
+            TwinSharedShared<TElement, TTile>(ref t0, a, b, kStep, lane, 0);
+            TwinSharedShared<TElement, TTile>(ref t1, a, b, kStep, lane, 16);
+            TwinSharedShared<TElement, TTile>(ref t2, a, b, kStep, lane, 32);
+            TwinSharedShared<TElement, TTile>(ref t3, a, b, kStep, lane, 48);
+            return;
+        }
+
+        t0.Get(out var x0, out var x1, out var x2, out var x3, out var x4, out var x5, out var x6, out var x7);
+        t1.Get(out var x8, out var x9, out var x10, out var x11, out var x12, out var x13, out var x14, out var x15);
+        t2.Get(out var x16, out var x17, out var x18, out var x19, out var x20, out var x21, out var x22, out var x23);
+        t3.Get(out var x24, out var x25, out var x26, out var x27, out var x28, out var x29, out var x30, out var x31);
+        Ref<float> d0 = x0, d1 = x1, d2 = x2, d3 = x3, d4 = x4, d5 = x5, d6 = x6, d7 = x7, d8 = x8, d9 = x9, d10 = x10, d11 = x11, d12 = x12, d13 = x13, d14 = x14, d15 = x15, d16 = x16, d17 = x17, d18 = x18, d19 = x19, d20 = x20, d21 = x21, d22 = x22, d23 = x23, d24 = x24, d25 = x25, d26 = x26, d27 = x27, d28 = x28, d29 = x29, d30 = x30, d31 = x31;
+        Input<ulong> descA = a.RowMajor(kStep), descB = b.RowMajor(kStep);
+        Input<int> accumulate = 1;
+        if (default(TElement).IsBFloat16)
+        {
+            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %34, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB, ref accumulate);
+        }
+        else
+        {
+            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %34, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB, ref accumulate);
+        }
+
+        t0.Set(d0.Value, d1.Value, d2.Value, d3.Value, d4.Value, d5.Value, d6.Value, d7.Value);
+        t1.Set(d8.Value, d9.Value, d10.Value, d11.Value, d12.Value, d13.Value, d14.Value, d15.Value);
+        t2.Set(d16.Value, d17.Value, d18.Value, d19.Value, d20.Value, d21.Value, d22.Value, d23.Value);
+        t3.Set(d24.Value, d25.Value, d26.Value, d27.Value, d28.Value, d29.Value, d30.Value, d31.Value);
+    }
+
+    /// <summary>
+    /// Adds A . B to the accumulator tiles: A the 64 x 16 operand in registers (each warp's 16 rows as the
+    /// <c>mma.sync</c> A fragment <paramref name="a0"/>..<paramref name="a3"/>), B rows 16 <paramref name="kStep"/>..+15
+    /// of <paramref name="b"/> by its features <paramref name="feature"/>..+63 (O += P . V). Every thread calls it,
+    /// between <see cref="Fence"/> and <see cref="CommitAndWait"/>.
+    /// </summary>
+    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTile : struct, IAccumulator8
+    {
+        if (!CudaAsm.IsSupported)
+        {
+            var lane = new WarpLane();
+            TwinRegisterShared<TElement, TTile>(ref t0, a0, a1, a2, a3, b, kStep, feature, lane);
+            TwinRegisterShared<TElement, TTile>(ref t1, a0, a1, a2, a3, b, kStep, feature + 16, lane);
+            TwinRegisterShared<TElement, TTile>(ref t2, a0, a1, a2, a3, b, kStep, feature + 32, lane);
+            TwinRegisterShared<TElement, TTile>(ref t3, a0, a1, a2, a3, b, kStep, feature + 48, lane);
+            return;
+        }
+
+        t0.Get(out var x0, out var x1, out var x2, out var x3, out var x4, out var x5, out var x6, out var x7);
+        t1.Get(out var x8, out var x9, out var x10, out var x11, out var x12, out var x13, out var x14, out var x15);
+        t2.Get(out var x16, out var x17, out var x18, out var x19, out var x20, out var x21, out var x22, out var x23);
+        t3.Get(out var x24, out var x25, out var x26, out var x27, out var x28, out var x29, out var x30, out var x31);
+        Ref<float> d0 = x0, d1 = x1, d2 = x2, d3 = x3, d4 = x4, d5 = x5, d6 = x6, d7 = x7, d8 = x8, d9 = x9, d10 = x10, d11 = x11, d12 = x12, d13 = x13, d14 = x14, d15 = x15, d16 = x16, d17 = x17, d18 = x18, d19 = x19, d20 = x20, d21 = x21, d22 = x22, d23 = x23, d24 = x24, d25 = x25, d26 = x26, d27 = x27, d28 = x28, d29 = x29, d30 = x30, d31 = x31;
+        Input<uint> x32 = a0, x33 = a1, x34 = a2, x35 = a3;
+        Input<ulong> descB = b.ColumnMajor(kStep, feature);
+        Input<int> accumulate = 1;
+        if (default(TElement).IsBFloat16)
+        {
+            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %37, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref descB, ref accumulate);
+        }
+        else
+        {
+            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %37, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref descB, ref accumulate);
+        }
+
+        t0.Set(d0.Value, d1.Value, d2.Value, d3.Value, d4.Value, d5.Value, d6.Value, d7.Value);
+        t1.Set(d8.Value, d9.Value, d10.Value, d11.Value, d12.Value, d13.Value, d14.Value, d15.Value);
+        t2.Set(d16.Value, d17.Value, d18.Value, d19.Value, d20.Value, d21.Value, d22.Value, d23.Value);
+        t3.Set(d24.Value, d25.Value, d26.Value, d27.Value, d28.Value, d29.Value, d30.Value, d31.Value);
+    }
+
+    // The CPU twin for one 16-column tile: each of its eight accumulators is a 16-term dot product of a row of A and a
+    // row of B, read from shared memory (the group barrier before the product made them visible).
+    private static void TwinSharedShared<TElement, TTile>(ref TTile tile, in CoreTile a, in CoreTile b, int kStep, in WarpLane lane, int column)
+        where TElement : struct, IElement<ushort>
+        where TTile : struct, IAccumulator8
+    {
+        tile.Get(out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+        int low = lane.Row, high = low + 8, even = column + 2 * lane.T, feature = 16 * kStep;
+        tile.Set(
+            c0 + Dot<TElement>(a, low, b, even, feature),
+            c1 + Dot<TElement>(a, low, b, even + 1, feature),
+            c2 + Dot<TElement>(a, high, b, even, feature),
+            c3 + Dot<TElement>(a, high, b, even + 1, feature),
+            c4 + Dot<TElement>(a, low, b, even + 8, feature),
+            c5 + Dot<TElement>(a, low, b, even + 9, feature),
+            c6 + Dot<TElement>(a, high, b, even + 8, feature),
+            c7 + Dot<TElement>(a, high, b, even + 9, feature));
+    }
+
+    // The CPU twin for one 16-column tile of A (registers) . B: two mma.sync emulations, the B fragments read from the
+    // tile (lane (g, t) holds B[2t, 2t+1][g] and B[2t+8, 2t+9][g] of each 8-column half).
+    private static void TwinRegisterShared<TElement, TTile>(ref TTile tile, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature, in WarpLane lane)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTile : struct, IAccumulator8
+    {
+        tile.Get(out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+        Ref<float> d0 = c0, d1 = c1, d2 = c2, d3 = c3, d4 = c4, d5 = c5, d6 = c6, d7 = c7;
+        int key = 16 * kStep + 2 * lane.T, column = feature + lane.G;
+        MmaEmulation.Run<TElement>(ref d0, ref d1, ref d2, ref d3, a0, a1, a2, a3, Pair(b, key, column), Pair(b, key + 8, column));
+        MmaEmulation.Run<TElement>(ref d4, ref d5, ref d6, ref d7, a0, a1, a2, a3, Pair(b, key, column + 8), Pair(b, key + 8, column + 8));
+        tile.Set(d0.Value, d1.Value, d2.Value, d3.Value, d4.Value, d5.Value, d6.Value, d7.Value);
+    }
+
+    // Elements (row, feature) and (row + 1, feature), packed as a B fragment register.
+    private static uint Pair(in CoreTile tile, int row, int feature) => TensorCore.Pack(tile.Element(row, feature), tile.Element(row + 1, feature));
+
+    // Sum over the 16 features from `feature` of a[row] * b[column], in fp32.
+    private static float Dot<TElement>(in CoreTile a, int row, in CoreTile b, int column, int feature)
+        where TElement : struct, IElement<ushort>
+    {
+        var element = default(TElement);
+        var sum = 0f;
+        for (var k = feature; k < feature + 16; k++)
+        {
+            sum += element.ToFloat(a.Element(row, k)) * element.ToFloat(b.Element(column, k));
+        }
+
+        return sum;
+    }
+
+    // A lane's place in the warpgroup's accumulator: its row g of warp w's 16 (and g + 8), its column pair 2t.
+    private readonly struct WarpLane
+    {
+        public WarpLane()
+        {
+            var lane = Warp.LaneIdx;
+            G = lane >> 2;
+            T = lane & 3;
+            Row = 16 * (Group.IdxX >> 5) + G;
+        }
+
+        public int G { get; }
+
+        public int T { get; }
+
+        public int Row { get; }
+    }
+}
