@@ -25,8 +25,10 @@ public abstract class HopperAttentionTests<T>
     [DataRow(TestDevices.Cuda, "custom", 128, 128)]
     [DataRow(TestDevices.Cuda, "autoregress", 64, 64)]
     [DataRow(TestDevices.Cuda, "autoregress", 128, 64)]
+    [DataRow(TestDevices.Cuda, "dense", 64, 64)]
     [DataRow(TestDevices.Cuda, "dense", 128, 64)]
     [DataRow(TestDevices.Cuda, "local", 64, 128)]
+    [DataRow(TestDevices.Cuda, "fixed", 64, 64)]
     [DataRow(TestDevices.Cuda, "fixed", 128, 64)]
     public void FeatureMatchesReference(string device, string feature, int headDim, int blockSize)
     {
@@ -36,7 +38,7 @@ public abstract class HopperAttentionTests<T>
         }
 
         var cpu = device == TestDevices.Cpu;
-        var shape = cpu ? new AttentionShape(1, 2 * blockSize, 2, headDim) : new AttentionShape(2, 512, 3, headDim);
+        var shape = cpu ? new AttentionShape(1, 2 * blockSize, 2, headDim) : new AttentionShape(2, 512, 4, headDim);
         var hopper = new AttentionOptions { Hopper = true };
         var attentionCase = feature switch
         {

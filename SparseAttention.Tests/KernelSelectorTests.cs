@@ -28,7 +28,9 @@ public sealed class KernelSelectorTests
     public void HopperFamilyOnSm90WhereItApplies()
     {
         Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
-        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 128, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 64, 128, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 64, AttentionOptions.Default), "head dim 128: only when asked, until measured");
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 64, new AttentionOptions { Hopper = true }));
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 32, AttentionOptions.Default), "blocks of 32: portable");
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 32, 64, AttentionOptions.Default), "head dim 32: portable");
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Ampere, 64, 64, AttentionOptions.Default), "no wgmma before sm_90");

@@ -5,6 +5,7 @@ using SparseAttention.Autograd;
 using SparseAttention.Kernels.BlockSparse;
 using SparseAttention.Kernels.Common;
 using SparseAttention.Kernels.Fused;
+using SparseAttention.Kernels.Hopper;
 using SparseAttention.Layouts;
 using SparseAttention.Tensors;
 using SparseAttention.Tests.Support;
@@ -46,6 +47,23 @@ public sealed class PtxStageTests
         Assert.AreEqual(Count(ilgpu, "mma.sync") + Count(ilgpu, "ex2.approx"), Count(promoted, "mma.sync") + Count(promoted, "ex2.approx"), "instructions kept");
         Assert.AreEqual(Count(ilgpu, "\tmov.") + accesses - Count(ilgpu, ", __local_depot"), Count(promoted, "\tmov."), "each load and store became a mov, each address move went");
         Assert.AreEqual(promoted, PtxStages.PromoteDepots(promoted), "a second pass changes nothing");
+    }
+
+    [TestMethod]
+    public void TargetHopperRetargetsOnlyModulesWithWgmma()
+    {
+        using var compiler = new OfflinePtxCompiler();
+        foreach (var (kernel, wgmma) in new[] { (HopperKernels.ForwardKernelFor<Fp16>(64).Method, true), (HopperKernels.ForwardKernelFor<Bf16>(128).Method, true), (FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, false) })
+        {
+            var ilgpu = compiler.Compile(kernel);
+            StringAssert.Contains(ilgpu, ".target sm_80", "ILGPU's own target");
+            var loaded = KernelLoader.Transform(ilgpu, KernelLoader.DefaultStages);
+            Assert.AreEqual(wgmma, loaded.Contains(".target sm_90a\n", StringComparison.Ordinal), $"{kernel.Name}: sm_90a where wgmma is used");
+            Assert.AreEqual(!wgmma, loaded.Contains(".target sm_80\n", StringComparison.Ordinal), $"{kernel.Name}: sm_80 elsewhere");
+            Assert.AreEqual(0, Count(loaded, ".local"), $"{kernel.Name}: no local memory left as loaded");
+        }
+
+        Assert.AreEqual(".version 8.0\n.target sm_80\n", PtxStages.TargetHopper(".version 8.0\n.target sm_80\n"), "a module without wgmma is left as it is");
     }
 
     [TestMethod]

@@ -25,9 +25,10 @@ public sealed record AttentionOptions
     public bool? Fused { get; init; }
 
     /// <summary>
-    /// The fused forward on Hopper's <c>wgmma</c>: null runs it where the device is sm_90 and it applies (head dim 64 or
-    /// 128, block size 64 or 128), true asks for it on any device (the CPU accelerator runs its C# twin) and rejects
-    /// other cases, false keeps the portable <c>mma.sync</c> kernels. It implies <see cref="Fused"/>.
+    /// The fused forward on Hopper's <c>wgmma</c>: null runs it where the device is sm_90 and it is the faster (head dim
+    /// 64, block size 64 or 128), true asks for it on any device (the CPU accelerator runs its C# twin) wherever it
+    /// applies (head dim 64 or 128 too) and rejects other cases, false keeps the portable <c>mma.sync</c> kernels. It
+    /// implies <see cref="Fused"/>.
     /// </summary>
     public bool? Hopper { get; init; }
 

@@ -62,7 +62,8 @@ public static class KernelSelector
 
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
-            return options.Hopper is null && hopperCovers && device.IsCuda && device.ComputeCapability == HopperComputeCapability ? KernelPath.FusedHopper : KernelPath.Fused;
+            var hopperPreferred = isHalfWidth && HopperKernels.Preferred(headDim, blockSize) && device.IsCuda && device.ComputeCapability == HopperComputeCapability;
+            return options.Hopper is null && hopperPreferred ? KernelPath.FusedHopper : KernelPath.Fused;
         }
 
         if (isHalfWidth)

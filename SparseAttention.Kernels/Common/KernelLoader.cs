@@ -43,12 +43,15 @@ internal static class KernelLoader
         }
     }
 
-    /// <summary>The launcher of <paramref name="kernel"/> on <paramref name="accelerator"/>, compiled on first use.</summary>
-    public static Action<AcceleratorStream, KernelConfig, TParams> Get<TParams>(Accelerator accelerator, Action<TParams> kernel)
+    /// <summary>
+    /// The launcher of <paramref name="kernel"/> on <paramref name="accelerator"/>, compiled on first use; with
+    /// <paramref name="largeSharedMemory"/> its groups may take more than 48 KB of dynamic shared memory on CUDA.
+    /// </summary>
+    public static Action<AcceleratorStream, KernelConfig, TParams> Get<TParams>(Accelerator accelerator, Action<TParams> kernel, bool largeSharedMemory = false)
         where TParams : struct
     {
         var loaded = PerAccelerator.GetValue(accelerator, _ => new Loaded(DefaultStages));
-        return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages));
+        return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages, largeSharedMemory));
     }
 
     /// <summary>
@@ -64,7 +67,7 @@ internal static class KernelLoader
     /// <summary>The PTX of an explicitly grouped kernel as the loader hands it to the driver: ILGPU's, then each stage.</summary>
     public static string Transform(string ptx, IReadOnlyList<PtxStage> stages) => stages.Aggregate(ptx, (text, stage) => stage(text));
 
-    private static Action<AcceleratorStream, KernelConfig, TParams> Load<TParams>(Accelerator accelerator, MethodInfo method, IReadOnlyList<PtxStage> stages)
+    private static Action<AcceleratorStream, KernelConfig, TParams> Load<TParams>(Accelerator accelerator, MethodInfo method, IReadOnlyList<PtxStage> stages, bool largeSharedMemory)
         where TParams : struct
     {
         if (accelerator is not CudaAccelerator)
@@ -76,7 +79,13 @@ internal static class KernelLoader
         var loadable = stages.Count == 0
             ? compiled
             : (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, stages)]);
-        return accelerator.LoadKernel(loadable).CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
+        var kernel = accelerator.LoadKernel(loadable);
+        if (largeSharedMemory)
+        {
+            SharedMemoryLimit.RaiseToDevice((CudaKernel)kernel, (CudaAccelerator)accelerator);
+        }
+
+        return kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
     }
 
     private sealed class Loaded(IReadOnlyList<PtxStage> stages)

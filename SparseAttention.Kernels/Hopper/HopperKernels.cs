@@ -9,7 +9,11 @@ namespace SparseAttention.Kernels.Hopper;
 // steps of 64); the backward stays on the portable mma.sync kernels, which read the same output and log-sum-exp. A group
 // is one warpgroup owning 64 query rows, as in the portable forward, so the walk, masking and online softmax are
 // shared with it; what differs is that S = Q . Kᵀ reads both operands from shared memory (no Q fragments in registers,
-// no ldmatrix) and O += P . V reads V there, each product one asynchronous wgmma chain.
+// no ldmatrix) and O += P . V reads V there, each product one wgmma chain waited for at its end.
+// Versions (docs/benchmarks.md, H200, causal fp16 D64 4k forward):
+//   v1  one wgmma per statement, unswizzled core matrices: 1.02 ms (portable 0.65). A chain per statement (no
+//       serialization): 1.00 ms. 128-byte swizzle, copies along rows, the walk after the S chain: 0.70 ms under ncu
+//       (the portable forward: 0.80 ms there).
 
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static class HopperKernels
@@ -23,13 +27,24 @@ public static class HopperKernels
     /// <summary>Whether the Hopper forward covers this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
+    /// <summary>
+    /// Whether the selector picks the Hopper forward on an sm_90 device without being asked: where it was measured
+    /// correct and faster than the portable forward (head dim 64 on the H200, docs/benchmarks.md); head dim 128 runs
+    /// where asked for until it has been measured too.
+    /// </summary>
+    public static bool Preferred(int headDim, int blockSize) => headDim == 64 && Supports(headDim, blockSize);
+
+    // Dynamic shared memory a CUDA group gets without the opt-in (head dim 128 stages three tiles of 16 KB).
+    private const int DefaultSharedMemoryLimit = 48 << 10;
+
     /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does.</summary>
     public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var headDim = p.Problem.Dims.HeadDim;
-        KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim))(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, 3 * CoreTile.Bytes(headDim)), p);
+        var bytes = (3 * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
+        KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), largeSharedMemory: bytes > DefaultSharedMemoryLimit)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
     }
 
     /// <summary>The forward kernel for a head dim: accumulators as wide as it.</summary>
@@ -50,10 +65,11 @@ public static class HopperKernels
         var features = default(TOutput).Features;
         var group = new TokenGroup(problem, features, transposed: false);
         var tileBytes = CoreTile.Bytes(features);
-        var query = new CoreTile(group.Shared, group.FirstStagedByte);
-        var keys = new CoreTile(group.Shared, group.FirstStagedByte + tileBytes);
-        var values = new CoreTile(group.Shared, group.FirstStagedByte + (2 * tileBytes));
-        var share = new CoreShare(features);
+        var first = CoreTile.AlignedByte(group.FirstStagedByte);
+        var query = new CoreTile(group.Shared, first);
+        var keys = new CoreTile(group.Shared, first + tileBytes);
+        var values = new CoreTile(group.Shared, first + (2 * tileBytes));
+        var share = group.Share;
         long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
         // Q once, the first K alongside.
@@ -75,10 +91,13 @@ public static class HopperKernels
             Landed();
             values.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, share);
             AsyncCopy.Commit();
-            var next = group.Next(walk, CoreTile.Rows);
             var block = group.Block(walk);
             var isFull = group.IsFull(block);
             scores.Compute<TElement>(query, keys, features);
+
+            // The next step's table lookups after the product (whose wait ends its statement): issued before it, ptxas
+            // put their first use before the wgmma too, and the warps stalled on them (ncu). Here the softmax hides them.
+            var next = group.Next(walk, CoreTile.Rows);
             group.Mask(ref scores, problem, walk, block, isFull);
             softmax.Step(ref scores, scaleLog2, out var alphaLow, out var alphaHigh);
             output.Scale(alphaLow, alphaHigh);

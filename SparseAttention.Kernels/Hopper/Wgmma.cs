@@ -12,26 +12,21 @@ namespace SparseAttention.Kernels.Hopper;
 /// <see cref="IAccumulator8"/> tiles of 16 columns, in the m16n8 layout the <c>mma.sync</c> kernels use, so masking
 /// and the online softmax are theirs.
 /// </summary>
+/// <remarks>
+/// Each chain of products is one inline-asm statement, from <c>wgmma.fence</c> to <c>wgmma.wait_group 0</c>: ILGPU
+/// copies every operand into a register of its own before a statement and out after it, and such copies between two
+/// <c>wgmma</c> of a pipeline stage made ptxas serialize them (C7513-C7519). The descriptors of later k-steps are added
+/// inside the statement (in 16-byte units: a k-step is 32 bytes along a swizzled row, or 2048 bytes of 16 rows, and a
+/// block of 64 features 8192 bytes). A statement takes at most 44 operands, so a register-A chain holds two k-steps.
+/// </remarks>
 internal static class Wgmma
 {
-    /// <summary>Orders the registers written before it (accumulators, A fragments) before the next <c>wgmma</c> reads them.</summary>
-    public static void Fence()
-    {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("wgmma.fence.sync.aligned;");
-        }
-    }
-
-    /// <summary>Closes the <c>wgmma</c> issued since the last commit into a group and waits for it: its accumulators are then readable and its shared-memory reads done.</summary>
-    public static void CommitAndWait()
-    {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("wgmma.commit_group.sync.aligned;");
-            CudaAsm.Emit("wgmma.wait_group.sync.aligned 0;");
-        }
-    }
+    private const string ScoresFp16x4 = "{ .reg .pred p; .reg .b64 a1, b1, a2, b2, a3, b3; setp.eq.u64 p, %32, %32; add.s64 a1, %32, 2; add.s64 b1, %33, 2; add.s64 a2, %32, 4; add.s64 b2, %33, 4; add.s64 a3, %32, 6; add.s64 b3, %33, 6; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a1, b1, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a2, b2, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a3, b3, p, 1, 1, 0, 0; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
+    private const string ScoresBf16x4 = "{ .reg .pred p; .reg .b64 a1, b1, a2, b2, a3, b3; setp.eq.u64 p, %32, %32; add.s64 a1, %32, 2; add.s64 b1, %33, 2; add.s64 a2, %32, 4; add.s64 b2, %33, 4; add.s64 a3, %32, 6; add.s64 b3, %33, 6; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a1, b1, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a2, b2, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a3, b3, p, 1, 1, 0, 0; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
+    private const string ScoresFp16x8 = "{ .reg .pred p; .reg .b64 a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7; setp.eq.u64 p, %32, %32; add.s64 a1, %32, 2; add.s64 b1, %33, 2; add.s64 a2, %32, 4; add.s64 b2, %33, 4; add.s64 a3, %32, 6; add.s64 b3, %33, 6; add.s64 a4, %32, 512; add.s64 b4, %33, 512; add.s64 a5, %32, 514; add.s64 b5, %33, 514; add.s64 a6, %32, 516; add.s64 b6, %33, 516; add.s64 a7, %32, 518; add.s64 b7, %33, 518; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a1, b1, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a2, b2, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a3, b3, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a4, b4, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a5, b5, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a6, b6, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a7, b7, p, 1, 1, 0, 0; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
+    private const string ScoresBf16x8 = "{ .reg .pred p; .reg .b64 a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7; setp.eq.u64 p, %32, %32; add.s64 a1, %32, 2; add.s64 b1, %33, 2; add.s64 a2, %32, 4; add.s64 b2, %33, 4; add.s64 a3, %32, 6; add.s64 b3, %33, 6; add.s64 a4, %32, 512; add.s64 b4, %33, 512; add.s64 a5, %32, 514; add.s64 b5, %33, 514; add.s64 a6, %32, 516; add.s64 b6, %33, 516; add.s64 a7, %32, 518; add.s64 b7, %33, 518; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a1, b1, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a2, b2, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a3, b3, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a4, b4, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a5, b5, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a6, b6, p, 1, 1, 0, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, a7, b7, p, 1, 1, 0, 0; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
+    private const string ValuesFp16 = "{ .reg .pred p; .reg .b64 b1; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, p, 1, 1, 1; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, b1, p, 1, 1, 1; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
+    private const string ValuesBf16 = "{ .reg .pred p; .reg .b64 b1; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128; wgmma.fence.sync.aligned; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %40, p, 1, 1, 1; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%36,%37,%38,%39}, b1, p, 1, 1, 1; wgmma.commit_group.sync.aligned; wgmma.wait_group.sync.aligned 0; }";
 
     /// <summary>
     /// Makes this thread's finished <c>cp.async</c> copies visible to <c>wgmma</c>, which reads shared memory through
@@ -46,81 +41,102 @@ internal static class Wgmma
     }
 
     /// <summary>
-    /// Adds A . Bᵀ to the accumulator tiles <paramref name="t0"/>..<paramref name="t3"/>: A is rows 0..63 of
-    /// <paramref name="a"/> and B rows 0..63 of <paramref name="b"/>, both over features 16 <paramref name="kStep"/>..+15
-    /// (S = Q . Kᵀ). Every thread of the group calls it, between <see cref="Fence"/> and <see cref="CommitAndWait"/>.
+    /// Adds A . Bᵀ to the accumulator tiles <paramref name="t0"/>..<paramref name="t3"/>: A is the 64 rows of
+    /// <paramref name="a"/> and B the 64 rows of <paramref name="b"/>, over their <paramref name="features"/> (64 or 128)
+    /// features (S = Q . Kᵀ). Every thread of the group calls it; the product is complete when it returns.
     /// </summary>
-    public static void SharedShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in CoreTile a, in CoreTile b, int kStep)
+    public static void SharedShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in CoreTile a, in CoreTile b, int features)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {
         if (!CudaAsm.IsSupported)
         {
             var lane = new WarpLane();
-            TwinSharedShared<TElement, TTile>(ref t0, a, b, kStep, lane, 0);
-            TwinSharedShared<TElement, TTile>(ref t1, a, b, kStep, lane, 16);
-            TwinSharedShared<TElement, TTile>(ref t2, a, b, kStep, lane, 32);
-            TwinSharedShared<TElement, TTile>(ref t3, a, b, kStep, lane, 48);
+            for (var kStep = 0; kStep < features >> 4; kStep++)
+            {
+                TwinSharedShared<TElement, TTile>(ref t0, a, b, kStep, lane, 0);
+                TwinSharedShared<TElement, TTile>(ref t1, a, b, kStep, lane, 16);
+                TwinSharedShared<TElement, TTile>(ref t2, a, b, kStep, lane, 32);
+                TwinSharedShared<TElement, TTile>(ref t3, a, b, kStep, lane, 48);
+            }
+
             return;
         }
 
-        t0.Get(out var x0, out var x1, out var x2, out var x3, out var x4, out var x5, out var x6, out var x7);
-        t1.Get(out var x8, out var x9, out var x10, out var x11, out var x12, out var x13, out var x14, out var x15);
-        t2.Get(out var x16, out var x17, out var x18, out var x19, out var x20, out var x21, out var x22, out var x23);
-        t3.Get(out var x24, out var x25, out var x26, out var x27, out var x28, out var x29, out var x30, out var x31);
-        Ref<float> d0 = x0, d1 = x1, d2 = x2, d3 = x3, d4 = x4, d5 = x5, d6 = x6, d7 = x7, d8 = x8, d9 = x9, d10 = x10, d11 = x11, d12 = x12, d13 = x13, d14 = x14, d15 = x15, d16 = x16, d17 = x17, d18 = x18, d19 = x19, d20 = x20, d21 = x21, d22 = x22, d23 = x23, d24 = x24, d25 = x25, d26 = x26, d27 = x27, d28 = x28, d29 = x29, d30 = x30, d31 = x31;
-        Input<ulong> descA = a.RowMajor(kStep), descB = b.RowMajor(kStep);
-        Input<int> accumulate = 1;
-        if (default(TElement).IsBFloat16)
-        {
-            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %34, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB, ref accumulate);
-        }
-        else
-        {
-            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %34, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB, ref accumulate);
-        }
-
-        t0.Set(d0.Value, d1.Value, d2.Value, d3.Value, d4.Value, d5.Value, d6.Value, d7.Value);
-        t1.Set(d8.Value, d9.Value, d10.Value, d11.Value, d12.Value, d13.Value, d14.Value, d15.Value);
-        t2.Set(d16.Value, d17.Value, d18.Value, d19.Value, d20.Value, d21.Value, d22.Value, d23.Value);
-        t3.Set(d24.Value, d25.Value, d26.Value, d27.Value, d28.Value, d29.Value, d30.Value, d31.Value);
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, features == 64 ? Statement.Scores4 : Statement.Scores8, a.RowMajor(0), b.RowMajor(0), default);
     }
 
     /// <summary>
-    /// Adds A . B to the accumulator tiles: A the 64 x 16 operand in registers (each warp's 16 rows as the
-    /// <c>mma.sync</c> A fragment <paramref name="a0"/>..<paramref name="a3"/>), B rows 16 <paramref name="kStep"/>..+15
-    /// of <paramref name="b"/> by its features <paramref name="feature"/>..+63 (O += P . V). Every thread calls it,
-    /// between <see cref="Fence"/> and <see cref="CommitAndWait"/>.
+    /// Adds A . B to the accumulator tiles for two k-steps: A the 64 x 16 operands in registers (each warp's 16 rows as
+    /// the <c>mma.sync</c> A fragments <paramref name="a0"/>..<paramref name="a3"/>, then <paramref name="a4"/>..<paramref name="a7"/>),
+    /// B rows 16 <paramref name="kStep"/>..+31 of <paramref name="b"/> by its features <paramref name="feature"/>..+63
+    /// (O += P . V). Every thread calls it; the product is complete when it returns.
     /// </summary>
-    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature)
+    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, uint a0, uint a1, uint a2, uint a3, uint a4, uint a5, uint a6, uint a7, in CoreTile b, int kStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {
         if (!CudaAsm.IsSupported)
         {
-            var lane = new WarpLane();
-            TwinRegisterShared<TElement, TTile>(ref t0, a0, a1, a2, a3, b, kStep, feature, lane);
-            TwinRegisterShared<TElement, TTile>(ref t1, a0, a1, a2, a3, b, kStep, feature + 16, lane);
-            TwinRegisterShared<TElement, TTile>(ref t2, a0, a1, a2, a3, b, kStep, feature + 32, lane);
-            TwinRegisterShared<TElement, TTile>(ref t3, a0, a1, a2, a3, b, kStep, feature + 48, lane);
+            TwinRegisterShared<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, a0, a1, a2, a3, b, kStep, feature);
+            TwinRegisterShared<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, a4, a5, a6, a7, b, kStep + 1, feature);
             return;
         }
 
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(kStep, feature), new ValueOperands(a0, a1, a2, a3, a4, a5, a6, a7));
+    }
+
+    // Which statement a chain runs.
+    private enum Statement
+    {
+        Scores4,
+        Scores8,
+        Values,
+    }
+
+    // One chain as one statement over the four tiles' 32 accumulators (a constant `statement` folds the branches away):
+    // the S chains read descriptors `first` (A) and `second` (B), the P . V chain the A operands `values` and descriptor `second`.
+    private static void Chain<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, Statement statement, ulong first, ulong second, in ValueOperands values)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTile : struct, IAccumulator8
+    {
         t0.Get(out var x0, out var x1, out var x2, out var x3, out var x4, out var x5, out var x6, out var x7);
         t1.Get(out var x8, out var x9, out var x10, out var x11, out var x12, out var x13, out var x14, out var x15);
         t2.Get(out var x16, out var x17, out var x18, out var x19, out var x20, out var x21, out var x22, out var x23);
         t3.Get(out var x24, out var x25, out var x26, out var x27, out var x28, out var x29, out var x30, out var x31);
         Ref<float> d0 = x0, d1 = x1, d2 = x2, d3 = x3, d4 = x4, d5 = x5, d6 = x6, d7 = x7, d8 = x8, d9 = x9, d10 = x10, d11 = x11, d12 = x12, d13 = x13, d14 = x14, d15 = x15, d16 = x16, d17 = x17, d18 = x18, d19 = x19, d20 = x20, d21 = x21, d22 = x22, d23 = x23, d24 = x24, d25 = x25, d26 = x26, d27 = x27, d28 = x28, d29 = x29, d30 = x30, d31 = x31;
-        Input<uint> x32 = a0, x33 = a1, x34 = a2, x35 = a3;
-        Input<ulong> descB = b.ColumnMajor(kStep, feature);
-        Input<int> accumulate = 1;
-        if (default(TElement).IsBFloat16)
+        Input<ulong> descA = first, descB = second;
+        var bf16 = default(TElement).IsBFloat16;
+        if (statement == Statement.Values)
         {
-            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %37, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref descB, ref accumulate);
+            Input<uint> x32 = values.A0, x33 = values.A1, x34 = values.A2, x35 = values.A3, x36 = values.A4, x37 = values.A5, x38 = values.A6, x39 = values.A7;
+            if (bf16)
+            {
+                CudaAsm.EmitRef(ValuesBf16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+            }
+            else
+            {
+                CudaAsm.EmitRef(ValuesFp16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+            }
+        }
+        else if (statement == Statement.Scores4)
+        {
+            if (bf16)
+            {
+                CudaAsm.EmitRef(ScoresBf16x4, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB);
+            }
+            else
+            {
+                CudaAsm.EmitRef(ScoresFp16x4, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB);
+            }
+        }
+        else if (bf16)
+        {
+            CudaAsm.EmitRef(ScoresBf16x8, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB);
         }
         else
         {
-            CudaAsm.EmitRef("{ .reg .pred p; setp.ne.b32 p, %37, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }", ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref descB, ref accumulate);
+            CudaAsm.EmitRef(ScoresFp16x8, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref descA, ref descB);
         }
 
         t0.Set(d0.Value, d1.Value, d2.Value, d3.Value, d4.Value, d5.Value, d6.Value, d7.Value);
@@ -148,9 +164,21 @@ internal static class Wgmma
             c7 + Dot<TElement>(a, high, b, even + 9, feature));
     }
 
-    // The CPU twin for one 16-column tile of A (registers) . B: two mma.sync emulations, the B fragments read from the
-    // tile (lane (g, t) holds B[2t, 2t+1][g] and B[2t+8, 2t+9][g] of each 8-column half).
-    private static void TwinRegisterShared<TElement, TTile>(ref TTile tile, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature, in WarpLane lane)
+    // The CPU twin of one register-A k-step over the four tiles.
+    private static void TwinRegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement
+        where TTile : struct, IAccumulator8
+    {
+        var lane = new WarpLane();
+        TwinRegisterTile<TElement, TTile>(ref t0, a0, a1, a2, a3, b, kStep, feature, lane);
+        TwinRegisterTile<TElement, TTile>(ref t1, a0, a1, a2, a3, b, kStep, feature + 16, lane);
+        TwinRegisterTile<TElement, TTile>(ref t2, a0, a1, a2, a3, b, kStep, feature + 32, lane);
+        TwinRegisterTile<TElement, TTile>(ref t3, a0, a1, a2, a3, b, kStep, feature + 48, lane);
+    }
+
+    // One 16-column tile of A (registers) . B: two mma.sync emulations, the B fragments read from the tile (lane (g, t)
+    // holds B[2t, 2t+1][g] and B[2t+8, 2t+9][g] of each 8-column half).
+    private static void TwinRegisterTile<TElement, TTile>(ref TTile tile, uint a0, uint a1, uint a2, uint a3, in CoreTile b, int kStep, int feature, in WarpLane lane)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {

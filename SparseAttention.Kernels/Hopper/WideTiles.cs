@@ -23,26 +23,16 @@ internal struct WideScores : IRowScores
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         this = default;
-        Wgmma.Fence();
-        for (var kStep = 0; kStep < features >> 4; kStep++)
-        {
-            Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, query, keys, kStep);
-        }
-
-        Wgmma.CommitAndWait();
+        Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, query, keys, features);
     }
 
-    /// <summary>output += P . V, P these scores rounded to the element type (registers, 16 keys per product), V staged.</summary>
+    /// <summary>output += P . V, P these scores rounded to the element type (registers, 16 keys per k-step), V staged.</summary>
     public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IWideOutput
     {
-        Wgmma.Fence();
-        Multiply<TElement, TOutput>(t0, ref output, values, 0);
-        Multiply<TElement, TOutput>(t1, ref output, values, 1);
-        Multiply<TElement, TOutput>(t2, ref output, values, 2);
-        Multiply<TElement, TOutput>(t3, ref output, values, 3);
-        Wgmma.CommitAndWait();
+        Multiply<TElement, TOutput>(t0, t1, ref output, values, 0);
+        Multiply<TElement, TOutput>(t2, t3, ref output, values, 2);
     }
 
     /// <inheritdoc/>
@@ -84,16 +74,20 @@ internal struct WideScores : IRowScores
     /// <inheritdoc/>
     public readonly float PartialSumHigh() => t0.PartialSumHigh() + t1.PartialSumHigh() + (t2.PartialSumHigh() + t3.PartialSumHigh());
 
-    // Keys 16 kStep..+15: the tile as the A operand, times V's rows of those keys.
-    private static void Multiply<TElement, TOutput>(in ScoreTile tile, ref TOutput output, in CoreTile values, int kStep)
+    // Keys 16 kStep..+31: the two tiles as the A operands, times V's rows of those keys.
+    private static void Multiply<TElement, TOutput>(in ScoreTile first, in ScoreTile second, ref TOutput output, in CoreTile values, int kStep)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IWideOutput
     {
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u;
-        tile.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-        output.Multiply<TElement>(a0.Value, a1.Value, a2.Value, a3.Value, values, kStep, 0);
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, a7 = 0u;
+        first.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+        second.ToOperand<TElement>(ref a4, ref a5, ref a6, ref a7);
+        output.Multiply<TElement>(new ValueOperands(a0.Value, a1.Value, a2.Value, a3.Value, a4.Value, a5.Value, a6.Value, a7.Value), values, kStep, 0);
     }
 }
+
+/// <summary>P of two k-steps as <c>wgmma</c> A operands in registers: each warp's <c>mma.sync</c> A fragments of 16 keys.</summary>
+internal readonly record struct ValueOperands(uint A0, uint A1, uint A2, uint A3, uint A4, uint A5, uint A6, uint A7);
 
 /// <summary>A warp's fp32 output accumulator of 16 rows, as <c>wgmma</c> accumulators of 64 features each.</summary>
 internal interface IWideOutput
@@ -104,8 +98,8 @@ internal interface IWideOutput
     /// <summary>Multiplies row g by <paramref name="low"/> and row g+8 by <paramref name="high"/>.</summary>
     void Scale(float low, float high);
 
-    /// <summary>Adds A . V: A the operand in registers, V staged keys 16 <paramref name="kStep"/>..+15 from feature <paramref name="feature"/>.</summary>
-    void Multiply<TElement>(uint a0, uint a1, uint a2, uint a3, in CoreTile values, int kStep, int feature)
+    /// <summary>Adds A . V: A the operands in registers, V staged keys 16 <paramref name="kStep"/>..+31 from feature <paramref name="feature"/>.</summary>
+    void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
@@ -133,9 +127,9 @@ internal struct WideOutput64 : IWideOutput
     }
 
     /// <inheritdoc/>
-    public void Multiply<TElement>(uint a0, uint a1, uint a2, uint a3, in CoreTile values, int kStep, int feature)
+    public void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement =>
-        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a0, a1, a2, a3, values, kStep, feature);
+        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a.A0, a.A1, a.A2, a.A3, a.A4, a.A5, a.A6, a.A7, values, kStep, feature);
 
     /// <inheritdoc/>
     public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
@@ -166,11 +160,11 @@ internal struct WideOutput128 : IWideOutput
     }
 
     /// <inheritdoc/>
-    public void Multiply<TElement>(uint a0, uint a1, uint a2, uint a3, in CoreTile values, int kStep, int feature)
+    public void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        low.Multiply<TElement>(a0, a1, a2, a3, values, kStep, feature);
-        high.Multiply<TElement>(a0, a1, a2, a3, values, kStep, feature + 64);
+        low.Multiply<TElement>(a, values, kStep, feature);
+        high.Multiply<TElement>(a, values, kStep, feature + 64);
     }
 
     /// <inheritdoc/>
