@@ -11,6 +11,7 @@ public sealed class KernelSelectorTests
     private static readonly DeviceCapability Cpu = new(IsCuda: false, ComputeCapability: 0, SharedMemoryPerGroup: 48 << 10);
     private static readonly DeviceCapability Hopper = new(IsCuda: true, ComputeCapability: 90, SharedMemoryPerGroup: 48 << 10);
     private static readonly DeviceCapability Ampere = new(IsCuda: true, ComputeCapability: 80, SharedMemoryPerGroup: 48 << 10);
+    private static readonly DeviceCapability Blackwell = new(IsCuda: true, ComputeCapability: 100, SharedMemoryPerGroup: 48 << 10);
 
     [TestMethod]
     public void FusedByDefaultOnCudaWhereItApplies()
@@ -25,18 +26,14 @@ public sealed class KernelSelectorTests
     }
 
     [TestMethod]
-    public void HopperFamilyOnSm90WhereItApplies()
+    public void HopperFamilyOnlyWhereAskedFor()
     {
-        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
-        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 64, 128, AttentionOptions.Default));
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 64, AttentionOptions.Default), "head dim 128: only when asked, until measured");
-        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 64, new AttentionOptions { Hopper = true }));
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 32, AttentionOptions.Default), "blocks of 32: portable");
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 32, 64, AttentionOptions.Default), "head dim 32: portable");
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Ampere, 64, 64, AttentionOptions.Default), "no wgmma before sm_90");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default), "not by default until timed faster");
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = true }));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 128, new AttentionOptions { Hopper = true }));
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = false }));
         Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { Hopper = true }), "the CPU runs the C# twin when asked");
-        Assert.AreEqual(KernelPath.TensorCores, KernelSelector.ForAttention<Half>(Cpu, 64, 64, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { Hopper = true, Fused = true }));
     }
 
     [TestMethod]
@@ -49,7 +46,11 @@ public sealed class KernelSelectorTests
         StringAssert.Contains(unfused.Message, "Fused false");
         var device = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Ampere, 64, 64, new AttentionOptions { Hopper = true }));
         StringAssert.Contains(device.Message, "Hopper needs a compute capability 9.0 device (or the CPU accelerator, which runs its C# twin); this device has 8.0");
-        Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<float>(Cpu, 64, 64, new AttentionOptions { Hopper = true }));
+        var blackwell = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<Half>(Blackwell, 64, 64, new AttentionOptions { Hopper = true }));
+        StringAssert.Contains(blackwell.Message, "this device has 10.0", "wgmma is sm_90a only: later architectures do not have it");
+        var single = Assert.ThrowsExactly<ArgumentException>(() => KernelSelector.ForAttention<float>(Cpu, 64, 64, new AttentionOptions { Hopper = true }));
+        Assert.AreEqual("options", single.ParamName);
+        StringAssert.Contains(single.Message, "this call has Single, head dim 64, block size 64");
     }
 
     [TestMethod]

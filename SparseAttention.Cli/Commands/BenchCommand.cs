@@ -175,7 +175,7 @@ internal static class BenchCommand
         where T : unmanaged
     {
         // Cases the Hopper family does not cover (blocks of 32) run the portable kernels when it is forced on.
-        var options = requested.Hopper == true && !HopperKernels.Supports(headDim, block) ? AttentionOptions.Default with { Hopper = false } : requested;
+        var options = requested.Hopper == true && !HopperKernels.Supports(headDim, block) ? requested with { Hopper = false } : requested;
         var path = KernelSelector.ForAttention<T>(device.Capability, headDim, block, options);
         var random = new Random(2);
         using var q = RandomTensor(device, random, convert, batch, ctx, heads * headDim);

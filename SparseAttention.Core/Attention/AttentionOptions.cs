@@ -25,10 +25,10 @@ public sealed record AttentionOptions
     public bool? Fused { get; init; }
 
     /// <summary>
-    /// The fused forward on Hopper's <c>wgmma</c>: null runs it where the device is sm_90 and it is the faster (head dim
-    /// 64, block size 64 or 128), true asks for it on any device (the CPU accelerator runs its C# twin) wherever it
-    /// applies (head dim 64 or 128 too) and rejects other cases, false keeps the portable <c>mma.sync</c> kernels. It
-    /// implies <see cref="Fused"/>.
+    /// The fused forward on Hopper's <c>wgmma</c> (head dim 64 or 128, block size 64 or 128; the backward stays
+    /// portable): true asks for it on a compute capability 9.0 device or the CPU accelerator (which runs its C# twin)
+    /// and rejects other devices, other shapes and <see cref="Fused"/> false; null and false run the portable
+    /// <c>mma.sync</c> kernels, until the Hopper forward is timed faster. Its results differ from theirs in the last bits.
     /// </summary>
     public bool? Hopper { get; init; }
 

@@ -6,9 +6,6 @@ public enum KernelPath
     /// <summary>The fused kernels (scores never stored): fp16/bf16 on tensor cores.</summary>
     Fused,
 
-    /// <summary>The fused kernels with the forward on Hopper's <c>wgmma</c> (sm_90; the backward is <see cref="Fused"/>'s).</summary>
-    FusedHopper,
-
     /// <summary>SDD, masked softmax and DSD, fp16/bf16 matrix products on tensor cores (<c>mma.sync</c>).</summary>
     TensorCores,
 
@@ -20,4 +17,7 @@ public enum KernelPath
 
     /// <summary>fp32 FMA with the scores and probabilities stored in bf16 (<c>BFloat16Scores</c>).</summary>
     FmaBf16Scores,
+
+    /// <summary>The fused kernels with the forward on Hopper's <c>wgmma</c> (sm_90; the backward is <see cref="Fused"/>'s); its results differ from <see cref="Fused"/>'s in the last bits (another summation order).</summary>
+    FusedHopper,
 }

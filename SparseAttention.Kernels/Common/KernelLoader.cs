@@ -31,7 +31,7 @@ internal static class KernelLoader
     private static readonly ConcurrentDictionary<MethodInfo, KernelSpecialization> Bounds = new();
 
     /// <summary>The stages every CUDA kernel goes through unless its accelerator was given others.</summary>
-    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode, PtxStages.TargetHopper];
+    public static IReadOnlyList<PtxStage> DefaultStages { get; } = [PtxStages.PromoteDepots, PtxStages.DropDeadCode];
 
     /// <summary>Sets the stages of <paramref name="accelerator"/>'s kernels; only before its first kernel is loaded.</summary>
     /// <exception cref="InvalidOperationException">A kernel was already loaded on the accelerator.</exception>
@@ -44,14 +44,15 @@ internal static class KernelLoader
     }
 
     /// <summary>
-    /// The launcher of <paramref name="kernel"/> on <paramref name="accelerator"/>, compiled on first use; with
-    /// <paramref name="largeSharedMemory"/> its groups may take more than 48 KB of dynamic shared memory on CUDA.
+    /// The launcher of <paramref name="kernel"/> on <paramref name="accelerator"/>, compiled on first use; its groups
+    /// take up to <paramref name="dynamicSharedBytes"/> of dynamic shared memory (on CUDA more than 48 KB needs the
+    /// driver's opt-in, given at load).
     /// </summary>
-    public static Action<AcceleratorStream, KernelConfig, TParams> Get<TParams>(Accelerator accelerator, Action<TParams> kernel, bool largeSharedMemory = false)
+    public static Action<AcceleratorStream, KernelConfig, TParams> Get<TParams>(Accelerator accelerator, Action<TParams> kernel, int dynamicSharedBytes = 0)
         where TParams : struct
     {
         var loaded = PerAccelerator.GetValue(accelerator, _ => new Loaded(DefaultStages));
-        return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages, largeSharedMemory));
+        return (Action<AcceleratorStream, KernelConfig, TParams>)loaded.Launchers.GetOrAdd(kernel.Method, method => Load<TParams>(accelerator, method, loaded.Stages, dynamicSharedBytes));
     }
 
     /// <summary>
@@ -64,10 +65,14 @@ internal static class KernelLoader
     /// <summary>The launch bounds <paramref name="kernel"/> is compiled with (empty: ptxas chooses).</summary>
     public static KernelSpecialization BoundsOf(MethodInfo kernel) => Bounds.GetValueOrDefault(kernel, KernelSpecialization.Empty);
 
-    /// <summary>The PTX of an explicitly grouped kernel as the loader hands it to the driver: ILGPU's, then each stage.</summary>
-    public static string Transform(string ptx, IReadOnlyList<PtxStage> stages) => stages.Aggregate(ptx, (text, stage) => stage(text));
+    /// <summary>
+    /// The PTX of an explicitly grouped kernel as the loader hands it to the driver: ILGPU's, then each stage, then
+    /// <see cref="PtxStages.TargetHopper"/>, which is not a stage one may leave out: without it a module using
+    /// <c>wgmma</c> does not load at all.
+    /// </summary>
+    public static string Transform(string ptx, IReadOnlyList<PtxStage> stages) => PtxStages.TargetHopper(stages.Aggregate(ptx, (text, stage) => stage(text)));
 
-    private static Action<AcceleratorStream, KernelConfig, TParams> Load<TParams>(Accelerator accelerator, MethodInfo method, IReadOnlyList<PtxStage> stages, bool largeSharedMemory)
+    private static Action<AcceleratorStream, KernelConfig, TParams> Load<TParams>(Accelerator accelerator, MethodInfo method, IReadOnlyList<PtxStage> stages, int dynamicSharedBytes)
         where TParams : struct
     {
         if (accelerator is not CudaAccelerator)
@@ -76,14 +81,12 @@ internal static class KernelLoader
         }
 
         var compiled = (PTXCompiledKernel)accelerator.CompileKernel(EntryPointDescription.FromExplicitlyGroupedKernel(method), BoundsOf(method));
-        var loadable = stages.Count == 0
+        var ptx = Transform(compiled.PTXAssembly, stages);
+        var loadable = ptx == compiled.PTXAssembly
             ? compiled
-            : (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, Transform(compiled.PTXAssembly, stages)]);
+            : (CompiledKernel)RebuildPtx.Invoke([compiled.Context, EntryPointOf.GetValue(compiled), compiled.Info, ptx]);
         var kernel = accelerator.LoadKernel(loadable);
-        if (largeSharedMemory)
-        {
-            SharedMemoryLimit.RaiseToDevice((CudaKernel)kernel, (CudaAccelerator)accelerator);
-        }
+        SharedMemoryLimit.Allow((CudaKernel)kernel, dynamicSharedBytes);
 
         return kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, TParams>>();
     }

@@ -4,34 +4,39 @@ using ILGPU.Runtime.Cuda;
 namespace SparseAttention.Kernels.Common;
 
 /// <summary>
-/// Lets a CUDA kernel take the device's whole shared memory per group: without the opt-in a launch asking for more than
-/// 48 KB of dynamic shared memory fails ("invalid argument"), and ILGPU 1.5.3 has no call for it.
+/// Lets a CUDA kernel's groups take more than 48 KB of dynamic shared memory: without the driver's opt-in such a launch
+/// fails ("invalid argument"), and ILGPU 1.5.3 has no call for it.
 /// </summary>
 internal static partial class SharedMemoryLimit
 {
-    // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN and CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
-    private const int DeviceOptInBytes = 97;
-    private const int FunctionDynamicBytes = 8;
+    /// <summary>Dynamic shared memory a CUDA group gets without the opt-in.</summary>
+    public const int Default = 48 << 10;
 
-    /// <summary>Raises <paramref name="kernel"/>'s dynamic shared memory limit to what its device allows a group.</summary>
-    /// <exception cref="InvalidOperationException">The driver refused.</exception>
-    public static void RaiseToDevice(CudaKernel kernel, CudaAccelerator accelerator)
-    {
-        Check(DeviceAttribute(out var bytes, DeviceOptInBytes, accelerator.DeviceId), "cuDeviceGetAttribute");
-        Check(FunctionAttribute(kernel.FunctionPtr, FunctionDynamicBytes, bytes), "cuFuncSetAttribute");
-    }
+    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+    private const int MaxDynamicSharedBytes = 8;
 
-    private static void Check(int status, string call)
+    /// <summary>Lets <paramref name="kernel"/>'s groups take <paramref name="bytes"/> of dynamic shared memory (nothing to do up to <see cref="Default"/>).</summary>
+    /// <exception cref="InvalidOperationException">The driver refused (the device has less shared memory per group).</exception>
+    public static void Allow(CudaKernel kernel, int bytes)
     {
+        if (bytes <= Default)
+        {
+            return;
+        }
+
+        // The driver library is libcuda.so on Linux and nvcuda.dll on Windows, as ILGPU loads it.
+        var status = OperatingSystem.IsWindows()
+            ? SetAttributeWindows(kernel.FunctionPtr, MaxDynamicSharedBytes, bytes)
+            : SetAttribute(kernel.FunctionPtr, MaxDynamicSharedBytes, bytes);
         if (status != 0)
         {
-            throw new InvalidOperationException($"{call} failed with CUDA error {status}");
+            throw new InvalidOperationException($"cuFuncSetAttribute could not allow {bytes} bytes of dynamic shared memory per group (CUDA error {status})");
         }
     }
 
-    [LibraryImport("cuda", EntryPoint = "cuDeviceGetAttribute")]
-    private static partial int DeviceAttribute(out int value, int attribute, int device);
-
     [LibraryImport("cuda", EntryPoint = "cuFuncSetAttribute")]
-    private static partial int FunctionAttribute(IntPtr function, int attribute, int value);
+    private static partial int SetAttribute(IntPtr function, int attribute, int value);
+
+    [LibraryImport("nvcuda", EntryPoint = "cuFuncSetAttribute")]
+    private static partial int SetAttributeWindows(IntPtr function, int attribute, int value);
 }

@@ -94,11 +94,11 @@ internal readonly struct CoreTile
     }
 
     /// <summary>
-    /// Descriptor of the K-major operand of all 64 rows (A: 64 x 16, or B: 64 x 16 read as its transpose), features 16
-    /// <paramref name="kStep"/>..+15: 32 bytes into the row per k-step within a block of 64 features, the next 8 rows
-    /// 1024 bytes further (stride offset); the leading offset is unused with this swizzle.
+    /// Descriptor of the K-major operand of all 64 rows (A: 64 x 16, or B: 64 x 16 read as its transpose), features
+    /// 0..15, the next 8 rows 1024 bytes further (stride offset; the leading offset is unused with this swizzle). A
+    /// chain adds the later k-steps inside its statement: 32 bytes per k-step within a block of 64 features, 8192 per block.
     /// </summary>
-    public ulong RowMajor(int kStep) => Descriptor(address + (uint)((kStep >> 2) * BlockBytes + 32 * (kStep & 3)), 1024);
+    public ulong RowMajor() => Descriptor(address, 1024);
 
     /// <summary>
     /// Descriptor of the MN-major B operand keys 16 <paramref name="kStep"/>..+15 by features <paramref name="feature"/>..+63

@@ -27,34 +27,39 @@ public static class HopperKernels
     /// <summary>Whether the Hopper forward covers this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
-    /// <summary>
-    /// Whether the selector picks the Hopper forward on an sm_90 device without being asked: where it was measured
-    /// correct and faster than the portable forward (head dim 64 on the H200, docs/benchmarks.md); head dim 128 runs
-    /// where asked for until it has been measured too.
-    /// </summary>
-    public static bool Preferred(int headDim, int blockSize) => headDim == 64 && Supports(headDim, blockSize);
 
-    // Dynamic shared memory a CUDA group gets without the opt-in (head dim 128 stages three tiles of 16 KB).
-    private const int DefaultSharedMemoryLimit = 48 << 10;
-
-    /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does.</summary>
+    /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does (on an sm_90 device, or the CPU accelerator's twin).</summary>
+    /// <exception cref="ArgumentException">The head dim or block size of <paramref name="p"/> is not one this kernel covers.</exception>
     public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var headDim = p.Problem.Dims.HeadDim;
+        if (!Supports(headDim, p.Problem.Plan.BlockSize))
+        {
+            throw new ArgumentException($"the Hopper forward takes head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {p.Problem.Plan.BlockSize}", nameof(p));
+        }
+
         var bytes = (3 * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
-        KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), largeSharedMemory: bytes > DefaultSharedMemoryLimit)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
+        KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), bytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
     }
 
     /// <summary>The forward kernel for a head dim: accumulators as wide as it.</summary>
     public static Action<FlashForwardParams> ForwardKernelFor<TElement>(int headDim)
-        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        Action<FlashForwardParams> kernel = headDim switch
         {
             64 => ForwardKernel<TElement, WideOutput64>,
             128 => ForwardKernel<TElement, WideOutput128>,
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the Hopper forward takes head dims 64 and 128"),
         };
+
+        // CoreTile.Stage copies a tile in at most StagedRows.MaxPasses passes.
+        return StagedRows.CoveredBy(TokenGroup.Threads, headDim, CoreTile.Rows)
+            ? kernel
+            : throw new InvalidOperationException($"a staging of {TokenGroup.Threads} threads does not cover tiles of {CoreTile.Rows} rows of {headDim} features");
+    }
 
     internal static void ForwardKernel<TElement, TOutput>(FlashForwardParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
@@ -72,7 +77,7 @@ public static class HopperKernels
         var share = group.Share;
         long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
-        // Q once, the first K alongside.
+        // Q stays staged for the whole walk (both S operands come from shared memory); the first K loads with it.
         var walk = group.Walk(CoreTile.Rows);
         query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, share);
         if (!walk.Done)
