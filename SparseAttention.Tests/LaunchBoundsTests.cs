@@ -33,8 +33,8 @@ public sealed class LaunchBoundsTests
     [TestMethod]
     public void OneStagingCoversTheTilesOfEveryHeadDim()
     {
-        Assert.IsTrue(StagedRows.CoveredBy(TokenGroup.Threads, 128, TokenGroup.Rows), "64 rows of 128 features: 8 passes of 128 threads");
-        Assert.IsFalse(StagedRows.CoveredBy(TokenGroup.Threads, 256, TokenGroup.Rows), "256 features would need 16 passes");
-        Assert.IsFalse(StagedRows.CoveredBy(64, 128, TokenGroup.Rows), "64 threads would need 16 passes");
+        AsyncCopy.RequireCovered(TokenGroup.Threads, 128, TokenGroup.Rows); // 64 rows of 128 features: 8 passes of 128 threads
+        Assert.ThrowsExactly<InvalidOperationException>(() => AsyncCopy.RequireCovered(TokenGroup.Threads, 256, TokenGroup.Rows), "256 features would need 16 passes");
+        Assert.ThrowsExactly<InvalidOperationException>(() => AsyncCopy.RequireCovered(64, 128, TokenGroup.Rows), "64 threads would need 16 passes");
     }
 }

@@ -44,19 +44,18 @@ public static class KernelSelector
             Guard.Throw(nameof(options), $"Fused needs Half or BFloat16 inputs, head dim {Listed(FlashKernels.HeadDims)} and block size {Listed(FlashKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}");
         }
 
-        var hopperCovers = isHalfWidth && HopperKernels.Supports(headDim, blockSize);
-        if (options.Hopper == true && (!hopperCovers || options.Fused == false))
-        {
-            Guard.Throw(nameof(options), $"Hopper needs the fused path, Half or BFloat16 inputs, head dim {Listed(HopperKernels.HeadDims)} and block size {Listed(HopperKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}{(options.Fused == false ? ", Fused false" : string.Empty)}");
-        }
-
-        if (options.Hopper == true && device.IsCuda && device.ComputeCapability != HopperComputeCapability)
-        {
-            Guard.Throw(nameof(options), $"Hopper needs a compute capability 9.0 device (or the CPU accelerator, which runs its C# twin); this device has {device.ComputeCapability / 10}.{device.ComputeCapability % 10}");
-        }
-
         if (options.Hopper == true)
         {
+            if (!isHalfWidth || !HopperKernels.Supports(headDim, blockSize) || options.Fused == false)
+            {
+                Guard.Throw(nameof(options), $"Hopper needs the fused path, Half or BFloat16 inputs, head dim {Listed(HopperKernels.HeadDims)} and block size {Listed(HopperKernels.BlockSizes)}; this call has {typeof(T).Name}, head dim {headDim}, block size {blockSize}{(options.Fused == false ? ", Fused false" : string.Empty)}");
+            }
+
+            if (device.IsCuda && device.ComputeCapability != HopperComputeCapability)
+            {
+                Guard.Throw(nameof(options), $"Hopper needs a compute capability 9.0 device (or the CPU accelerator, which runs its C# twin); this device has {device.ComputeCapability / 10}.{device.ComputeCapability % 10}");
+            }
+
             return KernelPath.FusedHopper;
         }
 

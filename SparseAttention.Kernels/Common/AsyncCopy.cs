@@ -32,12 +32,39 @@ internal static class AsyncCopy
         CudaAsm.EmitRef("cp.async.cg.shared.global [%0], [%1], 16;", ref shared, ref global);
     }
 
+    /// <summary>Passes a staging may take: <see cref="CopyPasses"/> writes out this many.</summary>
+    public const int MaxPasses = 8;
+
     /// <summary>
-    /// Copy <paramref name="pass"/> of a staging written out pass by pass (neither ILGPU nor ptxas unrolls the loop): it
-    /// runs where <paramref name="pass"/> &lt; <paramref name="passes"/>, or equals it where <paramref name="partial"/>
-    /// (this thread's row of a last, incomplete pass exists), <paramref name="pass"/> steps past the first copy.
+    /// A thread's share of a staging, written out pass by pass (neither ILGPU nor ptxas unrolled the loop, which spent 12
+    /// instructions per copy): <paramref name="passes"/> copies <paramref name="targetStep"/> and
+    /// <paramref name="sourceStep"/> bytes apart, and one more where <paramref name="partial"/> (this thread's row of a
+    /// last, incomplete pass exists); at most <see cref="MaxPasses"/>. For constant counts the conditions fold away.
     /// </summary>
-    public static void CopyPass(int pass, int passes, uint target, uint targetStep, long source, long sourceStep, bool partial = false)
+    public static void CopyPasses(int passes, uint target, uint targetStep, long source, long sourceStep, bool partial)
+    {
+        CopyPass(0, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(1, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(2, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(3, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(4, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(5, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(6, passes, target, targetStep, source, sourceStep, partial);
+        CopyPass(7, passes, target, targetStep, source, sourceStep, partial);
+    }
+
+    /// <summary>Throws unless one staging of <paramref name="threads"/> threads covers tiles of <paramref name="rows"/> rows of <paramref name="features"/> 16-bit elements in <see cref="MaxPasses"/> 16-byte copies each.</summary>
+    /// <exception cref="InvalidOperationException">It does not (a kernel specialised for a head dim too wide).</exception>
+    public static void RequireCovered(int threads, int features, int rows)
+    {
+        if (rows * (features >> 3) > MaxPasses * threads)
+        {
+            throw new InvalidOperationException($"a staging of {threads} threads does not cover tiles of {rows} rows of {features} features in {MaxPasses} passes");
+        }
+    }
+
+    // Copy `pass` of CopyPasses.
+    private static void CopyPass(int pass, int passes, uint target, uint targetStep, long source, long sourceStep, bool partial)
     {
         if (pass < passes || (pass == passes && partial))
         {

@@ -71,23 +71,14 @@ internal readonly struct StagedRows
         var word = firstWord + share.Row * rowWords + share.Word;
         if (CudaAsm.IsSupported)
         {
-            // The group's passes over the tile written out: neither ILGPU nor ptxas unrolls the loop, which spent 12
-            // instructions per copy (a tenth of the forward's step). CoveredBy keeps tiles within MaxPasses; for a tile
-            // of constant rows the conditions fold away.
+            // TokenTiles checks that a tile takes at most AsyncCopy.MaxPasses passes.
             var source = globalAddress + 2 * element;
             var sourceStep = 2 * share.RowStep * tokenStep;
             var target = address + (uint)(4 * (word - firstWord));
             var targetStep = (uint)(4 * share.RowStep * rowWords);
             var passes = rows / share.RowStep;
             var partial = rows % share.RowStep != 0 && share.Row + passes * share.RowStep < rows;
-            AsyncCopy.CopyPass(0, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(1, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(2, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(3, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(4, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(5, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(6, passes, target, targetStep, source, sourceStep, partial);
-            AsyncCopy.CopyPass(7, passes, target, targetStep, source, sourceStep, partial);
+            AsyncCopy.CopyPasses(passes, target, targetStep, source, sourceStep, partial);
             return;
         }
 
@@ -100,12 +91,6 @@ internal readonly struct StagedRows
             word += wordStep;
         }
     }
-
-    /// <summary>Passes of one staging on CUDA, each a 16-byte copy per thread.</summary>
-    public const int MaxPasses = 8;
-
-    /// <summary>Whether one staging of <paramref name="threads"/> threads covers tiles of <paramref name="rows"/> rows of <paramref name="features"/> 16-bit elements.</summary>
-    public static bool CoveredBy(int threads, int features, int rows) => rows * (features >> 3) <= MaxPasses * threads;
 
     /// <summary>The A fragment (16 x 16, row-major) of rows <paramref name="row"/>.. and features <paramref name="feature"/>..</summary>
     public void RowFragment(int row, int feature, out uint a0, out uint a1, out uint a2, out uint a3)

@@ -34,10 +34,7 @@ internal static class TokenTiles
                 128 => (typeof(Query128), typeof(Output128)),
                 _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the fused kernels take head dims 32, 64 and 128"),
             };
-            if (!StagedRows.CoveredBy(TokenGroup.Threads, headDim, TokenGroup.Rows))
-            {
-                throw new InvalidOperationException($"a staging of {TokenGroup.Threads} threads does not cover tiles of {TokenGroup.Rows} rows of {headDim} features");
-            }
+            AsyncCopy.RequireCovered(TokenGroup.Threads, headDim, TokenGroup.Rows);
 
             var slab = steps < 64 ? typeof(Slab32) : typeof(Slab64);
             var method = typeof(FlashKernels).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)

@@ -68,20 +68,10 @@ internal readonly struct CoreTile
         var offset = Offset(share.Row, quad);
         if (CudaAsm.IsSupported)
         {
-            // Written out, as StagedRows' passes are (StagedRows.CoveredBy: at most MaxPasses of them).
+            // HopperKernels checks that a tile takes at most AsyncCopy.MaxPasses passes.
             var source = globalAddress + 2 * element;
-            var sourceStep = 2 * share.RowStep * tokenStep;
             var target = address + (uint)offset;
-            var targetStep = (uint)(128 * share.RowStep);
-            var passes = Rows / share.RowStep;
-            AsyncCopy.CopyPass(0, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(1, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(2, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(3, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(4, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(5, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(6, passes, target, targetStep, source, sourceStep);
-            AsyncCopy.CopyPass(7, passes, target, targetStep, source, sourceStep);
+            AsyncCopy.CopyPasses(Rows / share.RowStep, target, (uint)(128 * share.RowStep), source, 2 * share.RowStep * tokenStep, partial: false);
             return;
         }
 

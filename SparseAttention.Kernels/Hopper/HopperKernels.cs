@@ -55,10 +55,8 @@ public static class HopperKernels
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the Hopper forward takes head dims 64 and 128"),
         };
 
-        // CoreTile.Stage copies a tile in at most StagedRows.MaxPasses passes.
-        return StagedRows.CoveredBy(TokenGroup.Threads, headDim, CoreTile.Rows)
-            ? kernel
-            : throw new InvalidOperationException($"a staging of {TokenGroup.Threads} threads does not cover tiles of {CoreTile.Rows} rows of {headDim} features");
+        AsyncCopy.RequireCovered(TokenGroup.Threads, headDim, CoreTile.Rows);
+        return kernel;
     }
 
     internal static void ForwardKernel<TElement, TOutput>(FlashForwardParams p)
