@@ -26,9 +26,14 @@ public sealed class KernelSelectorTests
     }
 
     [TestMethod]
-    public void HopperFamilyOnlyWhereAskedFor()
+    public void HopperFamilyByDefaultOnSm90WhereItCovers()
     {
-        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default), "not by default until timed faster");
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 128, AttentionOptions.Default));
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 32, 64, AttentionOptions.Default), "head dim 32: the portable family");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 32, AttentionOptions.Default), "block 32: the portable family");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Ampere, 64, 64, AttentionOptions.Default), "other devices: the portable family");
+        Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Cpu, 64, 64, new AttentionOptions { Fused = true }), "the CPU runs the twin only when asked");
         Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = true }));
         Assert.AreEqual(KernelPath.FusedHopper, KernelSelector.ForAttention<BFloat16>(Hopper, 128, 128, new AttentionOptions { Hopper = true }));
         Assert.AreEqual(KernelPath.Fused, KernelSelector.ForAttention<Half>(Hopper, 64, 64, new AttentionOptions { Hopper = false }));

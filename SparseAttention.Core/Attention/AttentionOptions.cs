@@ -26,9 +26,9 @@ public sealed record AttentionOptions
 
     /// <summary>
     /// The fused forward on Hopper's <c>wgmma</c> (head dim 64 or 128, block size 64 or 128; the backward stays
-    /// portable): true asks for it on a compute capability 9.0 device or the CPU accelerator (which runs its C# twin)
-    /// and rejects other devices, other shapes and <see cref="Fused"/> false; null and false run the portable
-    /// <c>mma.sync</c> kernels, until the Hopper forward is timed faster. Its results differ from theirs in the last bits.
+    /// portable): null runs it on compute capability 9.0 devices wherever it covers the fused call; true asks for it on
+    /// such a device or the CPU accelerator (which runs its C# twin) and rejects other devices, other shapes and
+    /// <see cref="Fused"/> false; false runs the portable <c>mma.sync</c> kernels. Its results differ from theirs in the last bits.
     /// </summary>
     public bool? Hopper { get; init; }
 

@@ -14,7 +14,7 @@ public static class KernelSelector
 {
     /// <summary>
     /// The path for <typeparamref name="T"/> inputs: the fused kernels where asked for, or by default on CUDA where they
-    /// apply (their forward on Hopper's wgmma where <see cref="AttentionOptions.Hopper"/> asks for it); else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
+    /// apply (their forward on Hopper's wgmma on sm_90 where it covers the call, unless <see cref="AttentionOptions.Hopper"/> is false); else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
     /// </summary>
     /// <exception cref="ArgumentException">The options ask for what cannot run this call (named <c>options</c>).</exception>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not float, Half or BFloat16.</exception>
@@ -59,11 +59,12 @@ public static class KernelSelector
             return KernelPath.FusedHopper;
         }
 
-        // The Hopper forward runs only where asked for until a timed benchmark shows it faster than the portable one
-        // (docs/benchmarks.md, Hopper family v1); then this is where sm_90 devices get it by default.
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
-            return KernelPath.Fused;
+            // On sm_90 the Hopper forward is the default where it covers the call: timed faster than the portable one
+            // on dense causal attention at head dims 64 and 128 and on `local` at 128 (docs/benchmarks.md, Hopper family v2).
+            var hopperByDefault = options.Hopper is null && device.IsCuda && device.ComputeCapability == HopperComputeCapability;
+            return hopperByDefault && isHalfWidth && HopperKernels.Supports(headDim, blockSize) ? KernelPath.FusedHopper : KernelPath.Fused;
         }
 
         if (isHalfWidth)

@@ -131,7 +131,7 @@ public static partial class FlashKernels
             var block = group.Block(walk);
             var isFull = group.IsFull(block);
             slab.Compute<TElement, TFragments>(key, queryRows, 0);
-            group.Mask(ref slab, problem, walk, block, isFull);
+            group.Mask(ref slab, problem, walk.Token, walk.TokenInBlock, block, isFull);
             slab.Exp2MinusColumns(scaleLog2, terms, 0);
             slab.Accumulate<TElement, TAccumulator>(ref valueGrad, outputGradRows, 0);
             slab.SoftmaxGradColumns<TElement, TFragments>(value, outputGradRows, 0, terms);

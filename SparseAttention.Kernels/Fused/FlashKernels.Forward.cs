@@ -78,7 +78,7 @@ public static partial class FlashKernels
             var block = group.Block(walk);
             var isFull = group.IsFull(block);
             slab.Compute<TElement, TQuery>(query, keyRows, 0);
-            group.Mask(ref slab, problem, walk, block, isFull);
+            group.Mask(ref slab, problem, walk.Token, walk.TokenInBlock, block, isFull);
             softmax.Step(ref slab, scaleLog2, out var alphaLow, out var alphaHigh);
             output.Scale(alphaLow, alphaHigh);
 

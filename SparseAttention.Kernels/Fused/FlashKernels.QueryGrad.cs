@@ -70,7 +70,7 @@ public static partial class FlashKernels
             var block = group.Block(walk);
             var isFull = group.IsFull(block);
             slab.Compute<TElement, TQuery>(query, keyRows, 0);
-            group.Mask(ref slab, problem, walk, block, isFull);
+            group.Mask(ref slab, problem, walk.Token, walk.TokenInBlock, block, isFull);
             slab.Exp2Minus(scaleLog2, lseLow, lseHigh);
             slab.SoftmaxGrad<TElement, TQuery>(outputGrad, valueRows, 0, deltaLow, deltaHigh);
 

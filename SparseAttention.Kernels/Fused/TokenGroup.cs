@@ -122,6 +122,9 @@ internal readonly struct TokenGroup
     /// <summary>The walk over the group's steps of <paramref name="tokens"/> tokens.</summary>
     public BlockWalk Walk(int tokens) => BlockWalk.Start(plan, layoutHead, tokens, rowA, rowB, transposed);
 
+    /// <summary>The walk along the group's one block row (blocks of 64 and 128), its table reads a block ahead.</summary>
+    public RowWalk RowWalk() => Fused.RowWalk.Start(plan, layoutHead, rowA);
+
     /// <summary>The step after <paramref name="walk"/>.</summary>
     public BlockWalk Next(in BlockWalk walk, int tokens) => walk.Next(plan, layoutHead, tokens, transposed);
 
@@ -137,9 +140,10 @@ internal readonly struct TokenGroup
     /// <summary>
     /// Masks this warp's scores of the step where the block's element mask and the decoding rule remove them; only
     /// partial blocks (and blocks the rule reaches) pay for it, and a warp without the block (<paramref name="block"/> -1)
-    /// masks everything. Transposed, the slab's rows are keys. <paramref name="isFull"/> is <see cref="IsFull"/> of the block.
+    /// masks everything. Transposed, the slab's rows are keys. The step starts at token <paramref name="token"/> on the
+    /// walked side, <paramref name="tokenInBlock"/> into its block; <paramref name="isFull"/> is <see cref="IsFull"/> of the block.
     /// </summary>
-    public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, in BlockWalk walk, int block, bool isFull)
+    public void Mask<TSlab>(ref TSlab slab, in FlashProblem problem, int token, int tokenInBlock, int block, bool isFull)
         where TSlab : struct, IRowScores
     {
         if (block < 0)
@@ -148,10 +152,10 @@ internal readonly struct TokenGroup
             return;
         }
 
-        var keysEnd = transposed ? WarpToken + 16 : walk.Token + default(TSlab).Keys;
+        var keysEnd = transposed ? WarpToken + 16 : token + default(TSlab).Keys;
         if (!isFull || keysEnd > problem.AutoregressAtKey)
         {
-            slab.Mask(new SlabSite(plan, (long)block * plan.WordsPerBlock, isFull, transposed, rowInBlock, walk.TokenInBlock, WarpToken, walk.Token, problem.AutoregressAtKey), 0);
+            slab.Mask(new SlabSite(plan, (long)block * plan.WordsPerBlock, isFull, transposed, rowInBlock, tokenInBlock, WarpToken, token, problem.AutoregressAtKey), 0);
         }
     }
 }

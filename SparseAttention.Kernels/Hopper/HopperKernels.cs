@@ -7,8 +7,8 @@ namespace SparseAttention.Kernels.Hopper;
 
 // The Hopper family (sm_90a): the fused forward on wgmma. It covers head dims 64 and 128 and blocks of 64 and 128 (key
 // steps of 64); the backward stays on the portable mma.sync kernels, which read the same output and log-sum-exp. A group
-// is one warpgroup owning 64 query rows, as in the portable forward, so the walk, masking and online softmax are
-// shared with it; what differs is that S = Q . Kᵀ reads both operands from shared memory (no Q fragments in registers,
+// is one warpgroup owning 64 query rows, as in the portable forward, so masking and the online softmax are shared
+// with it (the walk is RowWalk, one block row with its reads a block ahead); what differs is that S = Q . Kᵀ reads both operands from shared memory (no Q fragments in registers,
 // no ldmatrix) and O += P . V reads V there, each product one wgmma chain waited for at its end.
 // Versions (docs/benchmarks.md, H200, causal fp16 D64 4k forward):
 //   v1  one wgmma per statement, unswizzled core matrices: 1.02 ms (portable 0.65). A chain per statement (no
@@ -18,6 +18,9 @@ namespace SparseAttention.Kernels.Hopper;
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static class HopperKernels
 {
+    // Staged tiles of the forward: Q, two of K, two of V.
+    private const int TileCount = 5;
+
     /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
 
@@ -40,7 +43,7 @@ public static class HopperKernels
             throw new ArgumentException($"the Hopper forward takes head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {p.Problem.Plan.BlockSize}", nameof(p));
         }
 
-        var bytes = (3 * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
+        var bytes = (TileCount * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
         KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), bytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
     }
 
@@ -70,17 +73,18 @@ public static class HopperKernels
         var tileBytes = CoreTile.Bytes(features);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var query = new CoreTile(group.Shared, first);
-        var keys = new CoreTile(group.Shared, first + tileBytes);
-        var values = new CoreTile(group.Shared, first + (2 * tileBytes));
         var share = group.Share;
         long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
-        // Q stays staged for the whole walk (both S operands come from shared memory); the first K loads with it.
-        var walk = group.Walk(CoreTile.Rows);
+        // Q stays staged for the whole walk (both S operands come from shared memory). K and V have two buffers each:
+        // a step reads one pair while the next step's copies land in the other, so each copy has a whole step to land.
+        var walk = group.RowWalk();
         query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, share);
         if (!walk.Done)
         {
-            keys.Stage(p.KeyQuads, keyAddress, group.Token(walk.Token), group.TokenStep, share);
+            var firstToken = group.Token(walk.Token);
+            Keys(group, first, tileBytes, 0).Stage(p.KeyQuads, keyAddress, firstToken, group.TokenStep, share);
+            Values(group, first, tileBytes, 0).Stage(p.ValueQuads, valueAddress, firstToken, group.TokenStep, share);
         }
 
         AsyncCopy.Commit();
@@ -88,33 +92,30 @@ public static class HopperKernels
         var output = default(TOutput);
         var scores = default(WideScores);
         var softmax = OnlineSoftmax.Start();
+        var buffer = 0;
         while (!walk.Done)
         {
-            // K (and, first, Q) of this step has landed and is visible to wgmma, and no warp still reads V.
+            // This step's K and V (and, first, Q) have landed and are visible to wgmma, and no warp still reads the
+            // other buffers (the last step's products completed before it passed this barrier).
             Landed();
-            values.Stage(p.ValueQuads, valueAddress, group.Token(walk.Token), group.TokenStep, share);
-            AsyncCopy.Commit();
-            var block = group.Block(walk);
-            var isFull = group.IsFull(block);
-            scores.Compute<TElement>(query, keys, features);
 
-            // The next step's table lookups after the product (whose wait ends its statement): issued before it, ptxas
-            // put their first use before the wgmma too, and the warps stalled on them (ncu). Here the softmax hides them.
-            var next = group.Next(walk, CoreTile.Rows);
-            group.Mask(ref scores, problem, walk, block, isFull);
-            softmax.Step(ref scores, scaleLog2, out var alphaLow, out var alphaHigh);
-            output.Scale(alphaLow, alphaHigh);
-
-            // V has landed, and no warp still reads K (its wgmma have completed): the next K loads during P . V.
-            Landed();
+            // The next step from registers (the loads it issues for the block after are first read a step later),
+            // and its K and V into the other buffers.
+            var next = walk.Next(problem.Plan);
             if (!next.Done)
             {
-                keys.Stage(p.KeyQuads, keyAddress, group.Token(next.Token), group.TokenStep, share);
+                var nextToken = group.Token(next.Token);
+                Keys(group, first, tileBytes, 1 - buffer).Stage(p.KeyQuads, keyAddress, nextToken, group.TokenStep, share);
+                Values(group, first, tileBytes, 1 - buffer).Stage(p.ValueQuads, valueAddress, nextToken, group.TokenStep, share);
                 AsyncCopy.Commit();
             }
 
-            scores.Accumulate<TElement, TOutput>(ref output, values);
+            scores.Compute<TElement>(query, Keys(group, first, tileBytes, buffer), features);
+            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
+            softmax.Step(ref scores, scaleLog2, out var alphaLow, out var alphaHigh);
+            scores.Accumulate<TElement, TOutput>(ref output, alphaLow, alphaHigh, Values(group, first, tileBytes, buffer));
             walk = next;
+            buffer = 1 - buffer;
         }
 
         // A row with nothing to walk leaves its Q copies unawaited.
@@ -124,6 +125,12 @@ public static class HopperKernels
         output.Store<TElement>(p.OutputPairs, group.Token(row) + 2 * group.T, 8 * group.TokenStep, softmax.InverseLow, softmax.InverseHigh, 0);
         softmax.WriteLogSumExp(p.LogSumExp, dims, row, group.T);
     }
+
+    // K buffer `buffer` (0 or 1): Q's tile first, then the two K tiles, then the two V tiles.
+    private static CoreTile Keys(in TokenGroup group, int first, int tileBytes, int buffer) => new(group.Shared, first + ((1 + buffer) * tileBytes));
+
+    // V buffer `buffer`.
+    private static CoreTile Values(in TokenGroup group, int first, int tileBytes, int buffer) => new(group.Shared, first + ((3 + buffer) * tileBytes));
 
     // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
     private static void Landed()

@@ -17,14 +17,14 @@ namespace SparseAttention.Kernels.Hopper;
 /// copies every operand into a register of its own before a statement and out after it, and such copies between two
 /// <c>wgmma</c> of a pipeline stage made ptxas serialize them (C7513-C7519). The descriptors of later k-steps are added
 /// inside the statement (in 16-byte units: a k-step is 32 bytes along a swizzled row, or 2048 bytes of 16 rows, and a
-/// block of 64 features 8192 bytes). A statement takes at most 44 operands, so a register-A chain holds two k-steps.
+/// block of 64 features 8192 bytes). A statement takes at most 44 operands, so a register-A chain passes its 16 A
+/// registers as 8 pairs.
 /// </remarks>
 internal static class Wgmma
 {
     // The statements, built from constant pieces (C# joins them at compile time, and EmitRef needs one constant).
-    // Operands: %0-%31 the accumulators; scores: %32 and %33 the descriptors of A and B at k-step 0; values: %32-%35
-    // and %36-%39 the A operands of two k-steps, %40 B's descriptor at the first. `p` (scale-d) is set true by
-    // comparing a descriptor with itself, which spends no operand.
+    // Operands: %0-%31 the accumulators; scores: %32 and %33 the descriptors of A and B at k-step 0. `p` (scale-d) is
+    // set true by comparing a descriptor with itself, which spends no operand.
     private const string Accumulators = "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}";
     private const string MmaFp16 = " wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " + Accumulators;
     private const string MmaBf16 = " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " + Accumulators;
@@ -44,11 +44,22 @@ internal static class Wgmma
     private const string ScoresBf16x4 = ScoresStart4 + Fence + MmaBf16 + Step0 + MmaBf16 + Step1 + MmaBf16 + Step2 + MmaBf16 + Step3 + Wait;
     private const string ScoresFp16x8 = ScoresStart8 + Fence + MmaFp16 + Step0 + MmaFp16 + Step1 + MmaFp16 + Step2 + MmaFp16 + Step3 + MmaFp16 + Step4 + MmaFp16 + Step5 + MmaFp16 + Step6 + MmaFp16 + Step7 + Wait;
     private const string ScoresBf16x8 = ScoresStart8 + Fence + MmaBf16 + Step0 + MmaBf16 + Step1 + MmaBf16 + Step2 + MmaBf16 + Step3 + MmaBf16 + Step4 + MmaBf16 + Step5 + MmaBf16 + Step6 + MmaBf16 + Step7 + Wait;
-    private const string ValuesStart = "{ .reg .pred p; .reg .b64 b1; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128;" + Fence;
-    private const string ValuesStep0 = ", {%32,%33,%34,%35}, %40, p, 1, 1, 1;";
-    private const string ValuesStep1 = ", {%36,%37,%38,%39}, b1, p, 1, 1, 1;";
-    private const string ValuesFp16 = ValuesStart + MmaFp16 + ValuesStep0 + MmaFp16 + ValuesStep1 + Wait;
-    private const string ValuesBf16 = ValuesStart + MmaBf16 + ValuesStep0 + MmaBf16 + ValuesStep1 + Wait;
+    // The P . V statement: %32-%39 the A operands of four k-steps as pairs of registers, unpacked inside; %40 B's
+    // descriptor at the first k-step; %41 and %42 the factors of rows g and g+8, which rescale the accumulators inside the
+    // statement, so that the output's registers go in and come out unchanged in name and ptxas keeps them in place.
+    private const string ValuesStart = "{ .reg .pred p; .reg .b64 b1, b2, b3; .reg .b32 q<16>; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128; add.s64 b2, %40, 256; add.s64 b3, %40, 384;"
+        + " mov.b64 {q0,q1}, %32; mov.b64 {q2,q3}, %33; mov.b64 {q4,q5}, %34; mov.b64 {q6,q7}, %35; mov.b64 {q8,q9}, %36; mov.b64 {q10,q11}, %37; mov.b64 {q12,q13}, %38; mov.b64 {q14,q15}, %39;"
+        + " mul.f32 %0, %0, %41; mul.f32 %1, %1, %41; mul.f32 %2, %2, %42; mul.f32 %3, %3, %42; mul.f32 %4, %4, %41; mul.f32 %5, %5, %41; mul.f32 %6, %6, %42; mul.f32 %7, %7, %42;"
+        + " mul.f32 %8, %8, %41; mul.f32 %9, %9, %41; mul.f32 %10, %10, %42; mul.f32 %11, %11, %42; mul.f32 %12, %12, %41; mul.f32 %13, %13, %41; mul.f32 %14, %14, %42; mul.f32 %15, %15, %42;"
+        + " mul.f32 %16, %16, %41; mul.f32 %17, %17, %41; mul.f32 %18, %18, %42; mul.f32 %19, %19, %42; mul.f32 %20, %20, %41; mul.f32 %21, %21, %41; mul.f32 %22, %22, %42; mul.f32 %23, %23, %42;"
+        + " mul.f32 %24, %24, %41; mul.f32 %25, %25, %41; mul.f32 %26, %26, %42; mul.f32 %27, %27, %42; mul.f32 %28, %28, %41; mul.f32 %29, %29, %41; mul.f32 %30, %30, %42; mul.f32 %31, %31, %42;"
+        + Fence;
+    private const string ValuesStep0 = ", {q0,q1,q2,q3}, %40, p, 1, 1, 1;";
+    private const string ValuesStep1 = ", {q4,q5,q6,q7}, b1, p, 1, 1, 1;";
+    private const string ValuesStep2 = ", {q8,q9,q10,q11}, b2, p, 1, 1, 1;";
+    private const string ValuesStep3 = ", {q12,q13,q14,q15}, b3, p, 1, 1, 1;";
+    private const string ValuesFp16 = ValuesStart + MmaFp16 + ValuesStep0 + MmaFp16 + ValuesStep1 + MmaFp16 + ValuesStep2 + MmaFp16 + ValuesStep3 + Wait;
+    private const string ValuesBf16 = ValuesStart + MmaBf16 + ValuesStep0 + MmaBf16 + ValuesStep1 + MmaBf16 + ValuesStep2 + MmaBf16 + ValuesStep3 + Wait;
 
     /// <summary>
     /// Makes this thread's finished <c>cp.async</c> copies visible to <c>wgmma</c>, which reads shared memory through
@@ -85,27 +96,35 @@ internal static class Wgmma
             return;
         }
 
-        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, features == 64 ? Statement.Scores4 : Statement.Scores8, a.RowMajor(), b.RowMajor(), default);
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, features == 64 ? Statement.Scores4 : Statement.Scores8, a.RowMajor(), b.RowMajor(), default, 1f, 1f);
     }
 
     /// <summary>
-    /// Adds A . B to the accumulator tiles for two k-steps: A the 64 x 16 operands in registers (each warp's 16 rows as
-    /// the <c>mma.sync</c> A fragments <paramref name="a0"/>..<paramref name="a3"/>, then <paramref name="a4"/>..<paramref name="a7"/>),
-    /// B rows 16 <paramref name="kStep"/>..+31 of <paramref name="b"/> by its features <paramref name="feature"/>..+63
-    /// (O += P . V). Every thread calls it; the product is complete when it returns.
+    /// Scales the accumulator tiles' rows g by <paramref name="low"/> and g+8 by <paramref name="high"/>, then adds A . B
+    /// over 64 keys: A the 64 x 64 operands in registers (each warp's 16 rows as the <c>mma.sync</c> A fragments of four
+    /// k-steps, <paramref name="a"/>), B the 64 staged rows of <paramref name="b"/> by its features <paramref name="feature"/>..+63
+    /// (O = alpha O + P . V). Every thread calls it; the product is complete when it returns.
     /// </summary>
-    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, uint a0, uint a1, uint a2, uint a3, uint a4, uint a5, uint a6, uint a7, in CoreTile b, int kStep, int feature)
+    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in ValueOperands a, float low, float high, in CoreTile b, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {
         if (!CudaAsm.IsSupported)
         {
-            TwinRegisterShared<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, a0, a1, a2, a3, b, kStep, feature);
-            TwinRegisterShared<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, a4, a5, a6, a7, b, kStep + 1, feature);
+            TwinScale(ref t0, low, high);
+            TwinScale(ref t1, low, high);
+            TwinScale(ref t2, low, high);
+            TwinScale(ref t3, low, high);
+            for (var kStep = 0; kStep < 4; kStep++)
+            {
+                a.Fragments(kStep, out var a0, out var a1, out var a2, out var a3);
+                TwinRegisterShared<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, a0, a1, a2, a3, b, kStep, feature);
+            }
+
             return;
         }
 
-        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(kStep, feature), new ValueOperands(a0, a1, a2, a3, a4, a5, a6, a7));
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(0, feature), a, low, high);
     }
 
     // Which statement a chain runs.
@@ -117,8 +136,9 @@ internal static class Wgmma
     }
 
     // One chain as one statement over the four tiles' 32 accumulators (a constant `statement` folds the branches away):
-    // the S chains read descriptors `first` (A) and `second` (B), the P . V chain the A operands `values` and descriptor `second`.
-    private static void Chain<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, Statement statement, ulong first, ulong second, in ValueOperands values)
+    // the S chains read descriptors `first` (A) and `second` (B), the P . V chain the A operands `values`, descriptor
+    // `second` and the row factors `low` and `high`.
+    private static void Chain<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, Statement statement, ulong first, ulong second, in ValueOperands values, float low, float high)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {
@@ -131,14 +151,15 @@ internal static class Wgmma
         var bf16 = default(TElement).IsBFloat16;
         if (statement == Statement.Values)
         {
-            Input<uint> x32 = values.A0, x33 = values.A1, x34 = values.A2, x35 = values.A3, x36 = values.A4, x37 = values.A5, x38 = values.A6, x39 = values.A7;
+            Input<ulong> x32 = values.P0, x33 = values.P1, x34 = values.P2, x35 = values.P3, x36 = values.P4, x37 = values.P5, x38 = values.P6, x39 = values.P7;
+            Input<float> x41 = low, x42 = high;
             if (bf16)
             {
-                CudaAsm.EmitRef(ValuesBf16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+                CudaAsm.EmitRef(ValuesBf16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB, ref x41, ref x42);
             }
             else
             {
-                CudaAsm.EmitRef(ValuesFp16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+                CudaAsm.EmitRef(ValuesFp16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB, ref x41, ref x42);
             }
         }
         else if (statement == Statement.Scores4)
@@ -184,6 +205,14 @@ internal static class Wgmma
             c5 + Dot<TElement>(a, low, b, even + 9, feature),
             c6 + Dot<TElement>(a, high, b, even + 8, feature),
             c7 + Dot<TElement>(a, high, b, even + 9, feature));
+    }
+
+    // The CPU twin of the P . V statement's rescaling: rows g by `low`, g+8 by `high`.
+    private static void TwinScale<TTile>(ref TTile tile, float low, float high)
+        where TTile : struct, IAccumulator8
+    {
+        tile.Get(out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+        tile.Set(c0 * low, c1 * low, c2 * high, c3 * high, c4 * low, c5 * low, c6 * high, c7 * high);
     }
 
     // The CPU twin of one register-A k-step over the four tiles.

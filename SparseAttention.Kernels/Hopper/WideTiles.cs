@@ -26,13 +26,30 @@ internal struct WideScores : IRowScores
         Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, query, keys, features);
     }
 
-    /// <summary>output += P . V, P these scores rounded to the element type (registers, 16 keys per k-step), V staged.</summary>
-    public readonly void Accumulate<TElement, TOutput>(ref TOutput output, in CoreTile values)
+    /// <summary>
+    /// output = alpha output + P . V: alpha <paramref name="low"/> for row g and <paramref name="high"/> for row g+8, P
+    /// these scores rounded to the element type (registers, 16 keys per k-step), V staged.
+    /// </summary>
+    public readonly void Accumulate<TElement, TOutput>(ref TOutput output, float low, float high, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IWideOutput
     {
-        Multiply<TElement, TOutput>(t0, t1, ref output, values, 0);
-        Multiply<TElement, TOutput>(t2, t3, ref output, values, 2);
+        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, a7 = 0u;
+        Input<uint> a8 = 0u, a9 = 0u, a10 = 0u, a11 = 0u, a12 = 0u, a13 = 0u, a14 = 0u, a15 = 0u;
+        t0.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
+        t1.ToOperand<TElement>(ref a4, ref a5, ref a6, ref a7);
+        t2.ToOperand<TElement>(ref a8, ref a9, ref a10, ref a11);
+        t3.ToOperand<TElement>(ref a12, ref a13, ref a14, ref a15);
+        var operands = new ValueOperands(
+            ValueOperands.Pair(a0.Value, a1.Value),
+            ValueOperands.Pair(a2.Value, a3.Value),
+            ValueOperands.Pair(a4.Value, a5.Value),
+            ValueOperands.Pair(a6.Value, a7.Value),
+            ValueOperands.Pair(a8.Value, a9.Value),
+            ValueOperands.Pair(a10.Value, a11.Value),
+            ValueOperands.Pair(a12.Value, a13.Value),
+            ValueOperands.Pair(a14.Value, a15.Value));
+        output.Accumulate<TElement>(operands, low, high, values);
     }
 
     /// <inheritdoc/>
@@ -73,21 +90,30 @@ internal struct WideScores : IRowScores
 
     /// <inheritdoc/>
     public readonly float PartialSumHigh() => t0.PartialSumHigh() + t1.PartialSumHigh() + (t2.PartialSumHigh() + t3.PartialSumHigh());
-
-    // Keys 16 kStep..+31: the two tiles as the A operands, times V's rows of those keys.
-    private static void Multiply<TElement, TOutput>(in ScoreTile first, in ScoreTile second, ref TOutput output, in CoreTile values, int kStep)
-        where TElement : struct, IElement<ushort>, IMmaElement
-        where TOutput : struct, IWideOutput
-    {
-        Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, a7 = 0u;
-        first.ToOperand<TElement>(ref a0, ref a1, ref a2, ref a3);
-        second.ToOperand<TElement>(ref a4, ref a5, ref a6, ref a7);
-        output.Multiply<TElement>(new ValueOperands(a0.Value, a1.Value, a2.Value, a3.Value, a4.Value, a5.Value, a6.Value, a7.Value), values, kStep, 0);
-    }
 }
 
-/// <summary>P of two k-steps as <c>wgmma</c> A operands in registers: each warp's <c>mma.sync</c> A fragments of 16 keys.</summary>
-internal readonly record struct ValueOperands(uint A0, uint A1, uint A2, uint A3, uint A4, uint A5, uint A6, uint A7);
+/// <summary>
+/// P of four k-steps as <c>wgmma</c> A operands in registers (each warp's <c>mma.sync</c> A fragments of 16 keys), two
+/// registers to a 64-bit pair so that one statement's 44 operands hold them all.
+/// </summary>
+internal readonly record struct ValueOperands(ulong P0, ulong P1, ulong P2, ulong P3, ulong P4, ulong P5, ulong P6, ulong P7)
+{
+    /// <summary>Registers <paramref name="low"/> and <paramref name="high"/> as one pair (low in the low half, as <c>mov.b64 {low, high}</c> reads it).</summary>
+    public static ulong Pair(uint low, uint high) => ((ulong)high << 32) | low;
+
+    /// <summary>The four A registers of k-step <paramref name="kStep"/> (the CPU twins' read).</summary>
+    public void Fragments(int kStep, out uint a0, out uint a1, out uint a2, out uint a3)
+    {
+        var (first, second) = kStep switch
+        {
+            0 => (P0, P1),
+            1 => (P2, P3),
+            2 => (P4, P5),
+            _ => (P6, P7),
+        };
+        (a0, a1, a2, a3) = ((uint)first, (uint)(first >> 32), (uint)second, (uint)(second >> 32));
+    }
+}
 
 /// <summary>A warp's fp32 output accumulator of 16 rows, as <c>wgmma</c> accumulators of 64 features each.</summary>
 internal interface IWideOutput
@@ -95,11 +121,8 @@ internal interface IWideOutput
     /// <summary>Features covered.</summary>
     int Features { get; }
 
-    /// <summary>Multiplies row g by <paramref name="low"/> and row g+8 by <paramref name="high"/>.</summary>
-    void Scale(float low, float high);
-
-    /// <summary>Adds A . V: A the operands in registers, V staged keys 16 <paramref name="kStep"/>..+31 from feature <paramref name="feature"/>.</summary>
-    void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
+    /// <summary>Multiplies row g by <paramref name="low"/> and row g+8 by <paramref name="high"/>, then adds A . V: A the operands in registers, V the 64 staged keys.</summary>
+    void Accumulate<TElement>(in ValueOperands a, float low, float high, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement;
 
     /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
@@ -118,18 +141,14 @@ internal struct WideOutput64 : IWideOutput
     public readonly int Features => 64;
 
     /// <inheritdoc/>
-    public void Scale(float low, float high)
-    {
-        o0.Scale(low, high);
-        o1.Scale(low, high);
-        o2.Scale(low, high);
-        o3.Scale(low, high);
-    }
-
-    /// <inheritdoc/>
-    public void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
+    public void Accumulate<TElement>(in ValueOperands a, float low, float high, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement =>
-        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a.A0, a.A1, a.A2, a.A3, a.A4, a.A5, a.A6, a.A7, values, kStep, feature);
+        Multiply<TElement>(a, low, high, values, 0);
+
+    /// <summary>As <see cref="Accumulate"/>, for features <paramref name="feature"/>..+63 of the staged values.</summary>
+    public void Multiply<TElement>(in ValueOperands a, float low, float high, in CoreTile values, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a, low, high, values, feature);
 
     /// <inheritdoc/>
     public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
@@ -153,18 +172,11 @@ internal struct WideOutput128 : IWideOutput
     public readonly int Features => 128;
 
     /// <inheritdoc/>
-    public void Scale(float lowRow, float highRow)
-    {
-        low.Scale(lowRow, highRow);
-        high.Scale(lowRow, highRow);
-    }
-
-    /// <inheritdoc/>
-    public void Multiply<TElement>(in ValueOperands a, in CoreTile values, int kStep, int feature)
+    public void Accumulate<TElement>(in ValueOperands a, float lowRow, float highRow, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        low.Multiply<TElement>(a, values, kStep, feature);
-        high.Multiply<TElement>(a, values, kStep, feature + 64);
+        low.Multiply<TElement>(a, lowRow, highRow, values, 0);
+        high.Multiply<TElement>(a, lowRow, highRow, values, 64);
     }
 
     /// <inheritdoc/>
