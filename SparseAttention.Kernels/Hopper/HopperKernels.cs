@@ -18,8 +18,6 @@ namespace SparseAttention.Kernels.Hopper;
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static class HopperKernels
 {
-    // Staged tiles of the forward: Q, two of K, two of V.
-    private const int TileCount = 5;
 
     /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
@@ -43,7 +41,7 @@ public static class HopperKernels
             throw new ArgumentException($"the Hopper forward takes head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {p.Problem.Plan.BlockSize}", nameof(p));
         }
 
-        var bytes = (TileCount * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
+        var bytes = (TileCount(headDim) * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
         KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), bytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
     }
 
@@ -70,21 +68,17 @@ public static class HopperKernels
         var dims = problem.Dims;
         var features = default(TOutput).Features;
         var group = new TokenGroup(problem, features, transposed: false);
-        var tileBytes = CoreTile.Bytes(features);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var query = new CoreTile(group.Shared, first);
         var share = group.Share;
-        long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
-        // Q stays staged for the whole walk (both S operands come from shared memory). K and V have two buffers each:
-        // a step reads one pair while the next step's copies land in the other, so each copy has a whole step to land.
+        // Q stays staged for the whole walk (both S operands come from shared memory); K and V are staged a step
+        // ahead (see Buffers).
         var walk = group.RowWalk();
         query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, share);
         if (!walk.Done)
         {
-            var firstToken = group.Token(walk.Token);
-            Keys(group, first, tileBytes, 0).Stage(p.KeyQuads, keyAddress, firstToken, group.TokenStep, share);
-            Values(group, first, tileBytes, 0).Stage(p.ValueQuads, valueAddress, firstToken, group.TokenStep, share);
+            StageStep(p, group, first, features, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -92,30 +86,56 @@ public static class HopperKernels
         var output = default(TOutput);
         var scores = default(WideScores);
         var softmax = OnlineSoftmax.Start();
-        var buffer = 0;
+
+        // Each step starts with the step before's P . V: the output's product first in the loop gets its registers
+        // first, and keeps them (with S's product first, ptxas gave both products the same registers and moved the
+        // output out and back every step). Before the first step, P is zeros and V this step's: it adds nothing.
+        var probabilities = default(ValueOperands);
+        float alphaLow = 1f, alphaHigh = 1f;
+        int keyBuffer = 0, valueBuffer = 0, previous = 0;
+        var walked = !walk.Done;
+        var twoKeyBuffers = KeyBuffers(features) == 2;
         while (!walk.Done)
         {
-            // This step's K and V (and, first, Q) have landed and are visible to wgmma, and no warp still reads the
-            // other buffers (the last step's products completed before it passed this barrier).
+            // This step's K and V (and, first, Q) have landed and are visible to wgmma, and every thread has finished
+            // the step before (its products are complete when they return).
             Landed();
+            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(group, first, features, previous));
 
-            // The next step from registers (the loads it issues for the block after are first read a step later),
-            // and its K and V into the other buffers.
+            // The next step from registers (the loads it issues for the block after are first read a step later).
             var next = walk.Next(problem.Plan);
-            if (!next.Done)
+            int nextKeys = twoKeyBuffers ? 1 - keyBuffer : 0, nextValues = valueBuffer + 1 == ValueBuffers(features) ? 0 : valueBuffer + 1;
+            if (twoKeyBuffers && !next.Done)
             {
-                var nextToken = group.Token(next.Token);
-                Keys(group, first, tileBytes, 1 - buffer).Stage(p.KeyQuads, keyAddress, nextToken, group.TokenStep, share);
-                Values(group, first, tileBytes, 1 - buffer).Stage(p.ValueQuads, valueAddress, nextToken, group.TokenStep, share);
+                // Its K and V go where the step before last read them, before the barrier above.
+                StageStep(p, group, first, features, next.Token, nextKeys, nextValues);
                 AsyncCopy.Commit();
             }
 
-            scores.Compute<TElement>(query, Keys(group, first, tileBytes, buffer), features);
+            scores.Compute<TElement>(query, Keys(group, first, features, keyBuffer), features);
+            if (!twoKeyBuffers)
+            {
+                // One K buffer: the next K waits for every thread's S, and the next V for every thread's P . V above.
+                Group.Barrier();
+                if (!next.Done)
+                {
+                    StageStep(p, group, first, features, next.Token, nextKeys, nextValues);
+                    AsyncCopy.Commit();
+                }
+            }
+
             group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
-            softmax.Step(ref scores, scaleLog2, out var alphaLow, out var alphaHigh);
-            scores.Accumulate<TElement, TOutput>(ref output, alphaLow, alphaHigh, Values(group, first, tileBytes, buffer));
+            softmax.Step(ref scores, scaleLog2, out alphaLow, out alphaHigh);
+            probabilities = scores.Probabilities<TElement>();
             walk = next;
-            buffer = 1 - buffer;
+            previous = valueBuffer;
+            keyBuffer = nextKeys;
+            valueBuffer = nextValues;
+        }
+
+        if (walked)
+        {
+            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(group, first, features, previous));
         }
 
         // A row with nothing to walk leaves its Q copies unawaited.
@@ -126,11 +146,31 @@ public static class HopperKernels
         softmax.WriteLogSumExp(p.LogSumExp, dims, row, group.T);
     }
 
-    // K buffer `buffer` (0 or 1): Q's tile first, then the two K tiles, then the two V tiles.
-    private static CoreTile Keys(in TokenGroup group, int first, int tileBytes, int buffer) => new(group.Shared, first + ((1 + buffer) * tileBytes));
+    // Buffers: at head dim 64, K has two and V three, so that a step's copies go where the step before last read and
+    // one barrier a step suffices. At 128 that would leave room for two groups per SM; with one K buffer and two V
+    // buffers three fit, and a second barrier (after S) frees them.
+    private static int KeyBuffers(int features) => features == 128 ? 1 : 2;
+
+    // V's buffers (see KeyBuffers).
+    private static int ValueBuffers(int features) => features == 128 ? 2 : 3;
+
+    // Staged tiles of the forward: Q, then K's buffers, then V's.
+    private static int TileCount(int features) => 1 + KeyBuffers(features) + ValueBuffers(features);
+
+    // K buffer `buffer` of tiles of `features` features from byte `first`.
+    private static CoreTile Keys(in TokenGroup group, int first, int features, int buffer) => new(group.Shared, first + ((1 + buffer) * CoreTile.Bytes(features)));
 
     // V buffer `buffer`.
-    private static CoreTile Values(in TokenGroup group, int first, int tileBytes, int buffer) => new(group.Shared, first + ((3 + buffer) * tileBytes));
+    private static CoreTile Values(in TokenGroup group, int first, int features, int buffer) =>
+        new(group.Shared, first + ((1 + KeyBuffers(features) + buffer) * CoreTile.Bytes(features)));
+
+    // Starts copying the K and V rows of the step at key `token` into buffers `keyBuffer` and `valueBuffer`.
+    private static void StageStep(in FlashForwardParams p, in TokenGroup group, int first, int features, int token, int keyBuffer, int valueBuffer)
+    {
+        var element = group.Token(token);
+        Keys(group, first, features, keyBuffer).Stage(p.KeyQuads, AsyncCopy.ToGlobal(p.KeyAddress), element, group.TokenStep, group.Share);
+        Values(group, first, features, valueBuffer).Stage(p.ValueQuads, AsyncCopy.ToGlobal(p.ValueAddress), element, group.TokenStep, group.Share);
+    }
 
     // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
     private static void Landed()

@@ -26,13 +26,9 @@ internal struct WideScores : IRowScores
         Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, query, keys, features);
     }
 
-    /// <summary>
-    /// output = alpha output + P . V: alpha <paramref name="low"/> for row g and <paramref name="high"/> for row g+8, P
-    /// these scores rounded to the element type (registers, 16 keys per k-step), V staged.
-    /// </summary>
-    public readonly void Accumulate<TElement, TOutput>(ref TOutput output, float low, float high, in CoreTile values)
+    /// <summary>P: these scores rounded to the element type, as the A operands of the P . V product (16 keys per k-step).</summary>
+    public readonly ValueOperands Probabilities<TElement>()
         where TElement : struct, IElement<ushort>, IMmaElement
-        where TOutput : struct, IWideOutput
     {
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, a7 = 0u;
         Input<uint> a8 = 0u, a9 = 0u, a10 = 0u, a11 = 0u, a12 = 0u, a13 = 0u, a14 = 0u, a15 = 0u;
@@ -40,7 +36,7 @@ internal struct WideScores : IRowScores
         t1.ToOperand<TElement>(ref a4, ref a5, ref a6, ref a7);
         t2.ToOperand<TElement>(ref a8, ref a9, ref a10, ref a11);
         t3.ToOperand<TElement>(ref a12, ref a13, ref a14, ref a15);
-        var operands = new ValueOperands(
+        return new ValueOperands(
             ValueOperands.Pair(a0.Value, a1.Value),
             ValueOperands.Pair(a2.Value, a3.Value),
             ValueOperands.Pair(a4.Value, a5.Value),
@@ -49,7 +45,6 @@ internal struct WideScores : IRowScores
             ValueOperands.Pair(a10.Value, a11.Value),
             ValueOperands.Pair(a12.Value, a13.Value),
             ValueOperands.Pair(a14.Value, a15.Value));
-        output.Accumulate<TElement>(operands, low, high, values);
     }
 
     /// <inheritdoc/>
