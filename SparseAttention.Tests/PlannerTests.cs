@@ -54,7 +54,7 @@ public sealed class PlannerTests
 
             var rowEntries = Enumerable.Range(0, plan.BlockCount).SelectMany(i =>
                 plan.RowBlocks.Skip(plan.RowOffsets[lh * (plan.BlockCount + 1) + i]).Take(plan.RowOffsets[lh * (plan.BlockCount + 1) + i + 1] - plan.RowOffsets[lh * (plan.BlockCount + 1) + i]));
-            CollectionAssert.AreEqual(Enumerable.Range(0, plan.BlocksPerHead).ToArray(), rowEntries.ToArray(), "row-major numbering");
+            CollectionAssert.AreEqual(Enumerable.Range(0, plan.BlocksPerHead).ToArray(), rowEntries.ToArray(), "row-major numbering: the Hopper forward's RowWalk takes a row's LUT entry as its plan block number");
         }
     }
 
