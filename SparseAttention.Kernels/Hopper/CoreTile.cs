@@ -91,11 +91,11 @@ internal readonly struct CoreTile
     public ulong RowMajor() => Descriptor(address, 1024);
 
     /// <summary>
-    /// Descriptor of the MN-major B operand keys 16 <paramref name="kStep"/>..+15 by features <paramref name="feature"/>..+63
-    /// (V, for <c>wgmma</c> with B transposed): the 64 features are one swizzle atom wide, the next 8 keys 1024 bytes
-    /// further (stride offset).
+    /// Descriptor of the MN-major B operand keys 0..15 by features <paramref name="feature"/>..+63 (V, for <c>wgmma</c>
+    /// with B transposed): the 64 features are one swizzle atom wide, the next 8 keys 1024 bytes further (stride
+    /// offset). A chain adds 2048 bytes per k-step of 16 keys inside its statement.
     /// </summary>
-    public ulong ColumnMajor(int kStep, int feature) => Descriptor(address + (uint)((feature >> 6) * BlockBytes + 2048 * kStep), 1024);
+    public ulong ColumnMajor(int feature) => Descriptor(address + (uint)((feature >> 6) * BlockBytes), 1024);
 
     /// <summary>The element at <paramref name="row"/>, <paramref name="feature"/> (the CPU twins' read).</summary>
     public ushort Element(int row, int feature)

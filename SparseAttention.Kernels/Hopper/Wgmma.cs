@@ -124,7 +124,7 @@ internal static class Wgmma
             return;
         }
 
-        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(0, feature), a, low, high);
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(feature), a, low, high);
     }
 
     // Which statement a chain runs.
