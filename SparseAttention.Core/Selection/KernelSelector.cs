@@ -62,7 +62,7 @@ public static class KernelSelector
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
             // On sm_90 the Hopper forward is the default where it covers the call: timed faster than the portable one
-            // on dense causal attention at head dims 64 and 128 and on `local` at 128 (docs/benchmarks.md, Hopper family v2).
+            // on dense causal attention and on `local`, at head dims 64 and 128 (docs/benchmarks.md, Hopper family v3).
             var hopperByDefault = options.Hopper is null && device.IsCuda && device.ComputeCapability == HopperComputeCapability;
             return hopperByDefault && isHalfWidth && HopperKernels.Supports(headDim, blockSize) ? KernelPath.FusedHopper : KernelPath.Fused;
         }

@@ -20,7 +20,6 @@ namespace SparseAttention.Kernels.Hopper;
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static class HopperKernels
 {
-
     /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
 
