@@ -29,7 +29,6 @@ public static class HopperKernels
     /// <summary>Whether the Hopper forward covers this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
-
     /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does (on an sm_90 device, or the CPU accelerator's twin).</summary>
     /// <exception cref="ArgumentException">The head dim or block size of <paramref name="p"/> is not one this kernel covers.</exception>
     public static void LaunchForward<TElement>(Accelerator accelerator, in FlashForwardParams p)
@@ -71,15 +70,15 @@ public static class HopperKernels
         var group = new TokenGroup(problem, features, transposed: false);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var query = new CoreTile(group.Shared, first);
-        var share = group.Share;
+        long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
 
         // Q stays staged for the whole walk (both S operands come from shared memory); K and V are staged a step
-        // ahead (see Buffers).
+        // ahead (see KeyBuffers).
         var walk = group.RowWalk();
-        query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, share);
+        query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, group.Share);
         if (!walk.Done)
         {
-            StageStep(p, group, first, features, walk.Token, 0, 0);
+            StageStep(p, group, first, features, keyAddress, valueAddress, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -109,7 +108,7 @@ public static class HopperKernels
             if (twoKeyBuffers && !next.Done)
             {
                 // Its K and V go where the step before last read them, before the barrier above.
-                StageStep(p, group, first, features, next.Token, nextKeys, nextValues);
+                StageStep(p, group, first, features, keyAddress, valueAddress, next.Token, nextKeys, nextValues);
                 AsyncCopy.Commit();
             }
 
@@ -120,7 +119,7 @@ public static class HopperKernels
                 Group.Barrier();
                 if (!next.Done)
                 {
-                    StageStep(p, group, first, features, next.Token, nextKeys, nextValues);
+                    StageStep(p, group, first, features, keyAddress, valueAddress, next.Token, nextKeys, nextValues);
                     AsyncCopy.Commit();
                 }
             }
@@ -165,12 +164,13 @@ public static class HopperKernels
     private static CoreTile Values(in TokenGroup group, int first, int features, int buffer) =>
         new(group.Shared, first + ((1 + KeyBuffers(features) + buffer) * CoreTile.Bytes(features)));
 
-    // Starts copying the K and V rows of the step at key `token` into buffers `keyBuffer` and `valueBuffer`.
-    private static void StageStep(in FlashForwardParams p, in TokenGroup group, int first, int features, int token, int keyBuffer, int valueBuffer)
+    // Starts copying the K and V rows of the step at key `token` (from the global addresses `keyAddress` and
+    // `valueAddress`) into buffers `keyBuffer` and `valueBuffer`.
+    private static void StageStep(in FlashForwardParams p, in TokenGroup group, int first, int features, long keyAddress, long valueAddress, int token, int keyBuffer, int valueBuffer)
     {
         var element = group.Token(token);
-        Keys(group, first, features, keyBuffer).Stage(p.KeyQuads, AsyncCopy.ToGlobal(p.KeyAddress), element, group.TokenStep, group.Share);
-        Values(group, first, features, valueBuffer).Stage(p.ValueQuads, AsyncCopy.ToGlobal(p.ValueAddress), element, group.TokenStep, group.Share);
+        Keys(group, first, features, keyBuffer).Stage(p.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
+        Values(group, first, features, valueBuffer).Stage(p.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
     }
 
     // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
