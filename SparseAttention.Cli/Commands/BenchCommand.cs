@@ -62,7 +62,7 @@ internal static class BenchCommand
             ("all (causal), head dim 128", 4, 16, 4096, 128, AttentionPattern.All, 64),
         ];
 
-        // --hopper on|off forces the fused forward's family either way (default: the selector's choice), so one call times both.
+        // --hopper on|off forces the fused kernels' family either way (default: the selector's choice), so one call times both.
         var options = line.Text("hopper") switch
         {
             "on" => new AttentionOptions { Hopper = true },

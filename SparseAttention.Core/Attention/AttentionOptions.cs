@@ -25,9 +25,9 @@ public sealed record AttentionOptions
     public bool? Fused { get; init; }
 
     /// <summary>
-    /// The fused forward on Hopper's <c>wgmma</c> (head dim 64 or 128, block size 64 or 128; the backward stays
-    /// portable): null runs it on compute capability 9.0 devices wherever it covers the fused call; true asks for it on
-    /// such a device or the CPU accelerator (which runs its C# twin) and rejects other devices, other shapes and
+    /// The fused kernels on Hopper's <c>wgmma</c>, forward and backward (head dim 64 or 128, block size 64 or 128):
+    /// null runs them on compute capability 9.0 devices wherever it covers the fused call; true asks for it on
+    /// such a device or the CPU accelerator (which runs their C# twins) and rejects other devices, other shapes and
     /// <see cref="Fused"/> false; false runs the portable <c>mma.sync</c> kernels. Its results differ from theirs in the last bits.
     /// </summary>
     public bool? Hopper { get; init; }

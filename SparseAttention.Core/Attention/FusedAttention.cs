@@ -49,6 +49,7 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         };
         Run(new BackwardAction(
             device,
+            call.Path == KernelPath.FusedHopper,
             new FlashDeltaParams { Dims = call.Dims, OutputQuads = As<T, Quad>(output), OutputGradQuads = As<T, Quad>(outputGrad), Delta = delta.View },
             new FlashQueryGradParams
             {
@@ -92,13 +93,23 @@ internal sealed class FusedAttention<T>(AttentionCall call)
         }
     }
 
-    private readonly record struct BackwardAction(ComputeDevice Device, FlashDeltaParams Delta, FlashQueryGradParams QueryGrad, FlashKeyValueGradParams KeyValueGrad) : IElementAction
+    private readonly record struct BackwardAction(ComputeDevice Device, bool Hopper, FlashDeltaParams Delta, FlashQueryGradParams QueryGrad, FlashKeyValueGradParams KeyValueGrad) : IElementAction
     {
         public void Run<TS, TE>()
             where TS : unmanaged
             where TE : struct, IElement<TS> => throw new NotSupportedException("the fused kernels take fp16 and bf16");
 
         public void RunTensorCore<TE>()
-            where TE : struct, IElement<ushort>, IMmaElement => FlashKernels.LaunchBackward<TE>(Device.Accelerator, Delta, QueryGrad, KeyValueGrad);
+            where TE : struct, IElement<ushort>, IMmaElement
+        {
+            if (Hopper)
+            {
+                HopperKernels.LaunchBackward<TE>(Device.Accelerator, Delta, QueryGrad, KeyValueGrad);
+            }
+            else
+            {
+                FlashKernels.LaunchBackward<TE>(Device.Accelerator, Delta, QueryGrad, KeyValueGrad);
+            }
+        }
     }
 }

@@ -18,6 +18,6 @@ public enum KernelPath
     /// <summary>fp32 FMA with the scores and probabilities stored in bf16 (<c>BFloat16Scores</c>).</summary>
     FmaBf16Scores,
 
-    /// <summary>The fused kernels with the forward on Hopper's <c>wgmma</c> (sm_90; the backward is <see cref="Fused"/>'s); its results differ from <see cref="Fused"/>'s in the last bits (another summation order).</summary>
+    /// <summary>The fused kernels on Hopper's <c>wgmma</c>, forward and backward (sm_90); their results differ from <see cref="Fused"/>'s in the last bits (another summation order).</summary>
     FusedHopper,
 }

@@ -15,13 +15,20 @@ public static partial class FlashKernels
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        var quads = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads * (delta.Dims.HeadDim >> 3);
-        KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((quads + 255) / 256, 256), delta);
+        LaunchDelta<TElement>(accelerator, delta);
         var dq = QueryGradKernelFor<TElement>(queryGrad.Problem.Dims.HeadDim, queryGrad.Problem.Plan.BlockSize);
         KernelLoader.Get(accelerator, dq)(accelerator.DefaultStream, TokenGroup.Config(accelerator, queryGrad.Problem.Dims, RowWalkBytes(queryGrad.Problem.Dims.HeadDim)), queryGrad);
         var (headDim, blockSize) = (keyValueGrad.Problem.Dims.HeadDim, keyValueGrad.Problem.Plan.BlockSize);
         var dkdv = KeyValueGradKernelFor<TElement>(headDim, blockSize);
         KernelLoader.Get(accelerator, dkdv)(accelerator.DefaultStream, TokenGroup.Config(accelerator, keyValueGrad.Problem.Dims, ColumnWalkBytes(headDim, ColumnSteps(headDim, blockSize))), keyValueGrad);
+    }
+
+    /// <summary>Writes delta = rowsum(O * dO), the first pass of every fused backward.</summary>
+    internal static void LaunchDelta<TElement>(Accelerator accelerator, in FlashDeltaParams delta)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        var quads = delta.Dims.Batch * delta.Dims.Ctx * delta.Dims.Heads * (delta.Dims.HeadDim >> 3);
+        KernelLoader.Get<FlashDeltaParams>(accelerator, DeltaKernel<TElement>)(accelerator.DefaultStream, new KernelConfig((quads + 255) / 256, 256), delta);
     }
 
     // One thread per 16-byte quad of a (sequence, token, head) row, the row's head dim / 8 lanes (a power of two that

@@ -79,7 +79,7 @@ internal struct ScoreTile : IScoreSlab, IAccumulator8
     {
         var grad = default(ScoreTile);
         grad.Compute<TElement, TQuery>(outputGrad, values, key);
-        TimesGradMinus(grad, deltaLow, deltaLow, deltaLow, deltaLow, deltaHigh, deltaHigh, deltaHigh, deltaHigh);
+        TimesGradMinus(grad, deltaLow, deltaHigh);
     }
 
     /// <inheritdoc/>
@@ -89,6 +89,16 @@ internal struct ScoreTile : IScoreSlab, IAccumulator8
     {
         var grad = default(ScoreTile);
         grad.Compute<TElement, TFragments>(values, outputGrad, column);
+        TimesGradMinusColumns(grad, terms, column);
+    }
+
+    /// <summary>P becomes P * (dP - delta), <paramref name="grad"/> holding dP, row g's delta <paramref name="deltaLow"/> and row g+8's <paramref name="deltaHigh"/>.</summary>
+    public void TimesGradMinus(in ScoreTile grad, float deltaLow, float deltaHigh) =>
+        TimesGradMinus(grad, deltaLow, deltaLow, deltaLow, deltaLow, deltaHigh, deltaHigh, deltaHigh, deltaHigh);
+
+    /// <summary>Transposed (rows are keys): Pᵀ becomes Pᵀ * (dPᵀ - delta of the column's query), from step token <paramref name="column"/>.</summary>
+    public void TimesGradMinusColumns(in ScoreTile grad, in StagedTerms terms, int column)
+    {
         terms.Delta(column, out var c0, out var c1, out var c8, out var c9);
         TimesGradMinus(grad, c0, c1, c8, c9, c0, c1, c8, c9);
     }

@@ -18,7 +18,7 @@ namespace SparseAttention.Kernels.Hopper;
 //   v3  the step before's P . V first (no output moves), buffers per head dim: 0.510 / 1.463 ms.
 
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
-public static class HopperKernels
+public static partial class HopperKernels
 {
     /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
@@ -36,11 +36,7 @@ public static class HopperKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var headDim = p.Problem.Dims.HeadDim;
-        if (!Supports(headDim, p.Problem.Plan.BlockSize))
-        {
-            throw new ArgumentException($"the Hopper forward takes head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {p.Problem.Plan.BlockSize}", nameof(p));
-        }
-
+        RequireSupported(p.Problem, nameof(p));
         var bytes = (TileCount(headDim) * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
         KernelLoader.Get(accelerator, ForwardKernelFor<TElement>(headDim), bytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, p.Problem.Dims, bytes), p);
     }
@@ -126,7 +122,7 @@ public static class HopperKernels
 
             group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             softmax.Step(ref scores, scaleLog2, out alphaLow, out alphaHigh);
-            probabilities = scores.Probabilities<TElement>();
+            probabilities = scores.Operands<TElement>();
             walk = next;
             previous = valueBuffer;
             keyBuffer = nextKeys;
@@ -144,6 +140,16 @@ public static class HopperKernels
         var row = group.WarpToken + group.G;
         output.Store<TElement>(p.OutputPairs, group.Token(row) + 2 * group.T, 8 * group.TokenStep, softmax.InverseLow, softmax.InverseHigh, 0);
         softmax.WriteLogSumExp(p.LogSumExp, dims, row, group.T);
+    }
+
+    // The check of every launcher: the head dim and block size are ones the family covers.
+    private static void RequireSupported(in FlashProblem problem, string parameter)
+    {
+        var (headDim, blockSize) = (problem.Dims.HeadDim, problem.Plan.BlockSize);
+        if (!Supports(headDim, blockSize))
+        {
+            throw new ArgumentException($"the Hopper kernels take head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {blockSize}", parameter);
+        }
     }
 
     // Buffers: at head dim 64, K has two and V three, so that a step's copies go where the step before last read and

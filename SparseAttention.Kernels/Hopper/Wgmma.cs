@@ -47,8 +47,10 @@ internal static class Wgmma
     // The P . V statement: %32-%39 the A operands of four k-steps as pairs of registers, unpacked inside; %40 B's
     // descriptor at the first k-step; %41 and %42 the factors of rows g and g+8, which rescale the accumulators inside the
     // statement, so that the output's registers go in and come out unchanged in name and ptxas keeps them in place.
-    private const string ValuesStart = "{ .reg .pred p; .reg .b64 b1, b2, b3; .reg .b32 q<16>; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128; add.s64 b2, %40, 256; add.s64 b3, %40, 384;"
-        + " mov.b64 {q0,q1}, %32; mov.b64 {q2,q3}, %33; mov.b64 {q4,q5}, %34; mov.b64 {q6,q7}, %35; mov.b64 {q8,q9}, %36; mov.b64 {q10,q11}, %37; mov.b64 {q12,q13}, %38; mov.b64 {q14,q15}, %39;"
+    // A product without the rescaling (the backward's dV, dK and dQ) leaves out the multiplications.
+    private const string OperandsStart = "{ .reg .pred p; .reg .b64 b1, b2, b3; .reg .b32 q<16>; setp.eq.u64 p, %40, %40; add.s64 b1, %40, 128; add.s64 b2, %40, 256; add.s64 b3, %40, 384;"
+        + " mov.b64 {q0,q1}, %32; mov.b64 {q2,q3}, %33; mov.b64 {q4,q5}, %34; mov.b64 {q6,q7}, %35; mov.b64 {q8,q9}, %36; mov.b64 {q10,q11}, %37; mov.b64 {q12,q13}, %38; mov.b64 {q14,q15}, %39;";
+    private const string ValuesStart = OperandsStart
         + " mul.f32 %0, %0, %41; mul.f32 %1, %1, %41; mul.f32 %2, %2, %42; mul.f32 %3, %3, %42; mul.f32 %4, %4, %41; mul.f32 %5, %5, %41; mul.f32 %6, %6, %42; mul.f32 %7, %7, %42;"
         + " mul.f32 %8, %8, %41; mul.f32 %9, %9, %41; mul.f32 %10, %10, %42; mul.f32 %11, %11, %42; mul.f32 %12, %12, %41; mul.f32 %13, %13, %41; mul.f32 %14, %14, %42; mul.f32 %15, %15, %42;"
         + " mul.f32 %16, %16, %41; mul.f32 %17, %17, %41; mul.f32 %18, %18, %42; mul.f32 %19, %19, %42; mul.f32 %20, %20, %41; mul.f32 %21, %21, %41; mul.f32 %22, %22, %42; mul.f32 %23, %23, %42;"
@@ -60,6 +62,8 @@ internal static class Wgmma
     private const string ValuesStep3 = ", {q12,q13,q14,q15}, b3, p, 1, 1, 1;";
     private const string ValuesFp16 = ValuesStart + MmaFp16 + ValuesStep0 + MmaFp16 + ValuesStep1 + MmaFp16 + ValuesStep2 + MmaFp16 + ValuesStep3 + Wait;
     private const string ValuesBf16 = ValuesStart + MmaBf16 + ValuesStep0 + MmaBf16 + ValuesStep1 + MmaBf16 + ValuesStep2 + MmaBf16 + ValuesStep3 + Wait;
+    private const string ProductsFp16 = OperandsStart + Fence + MmaFp16 + ValuesStep0 + MmaFp16 + ValuesStep1 + MmaFp16 + ValuesStep2 + MmaFp16 + ValuesStep3 + Wait;
+    private const string ProductsBf16 = OperandsStart + Fence + MmaBf16 + ValuesStep0 + MmaBf16 + ValuesStep1 + MmaBf16 + ValuesStep2 + MmaBf16 + ValuesStep3 + Wait;
 
     /// <summary>
     /// Makes this thread's finished <c>cp.async</c> copies visible to <c>wgmma</c>, which reads shared memory through
@@ -100,21 +104,26 @@ internal static class Wgmma
     }
 
     /// <summary>
-    /// Scales the accumulator tiles' rows g by <paramref name="low"/> and g+8 by <paramref name="high"/>, then adds A . B
-    /// over 64 keys: A the 64 x 64 operands in registers (each warp's 16 rows as the <c>mma.sync</c> A fragments of four
-    /// k-steps, <paramref name="a"/>), B the 64 staged rows of <paramref name="b"/> by its features <paramref name="feature"/>..+63
-    /// (O = alpha O + P . V). Every thread calls it; the product is complete when it returns.
+    /// Scales the accumulator tiles' rows g by <paramref name="low"/> and g+8 by <paramref name="high"/> (when
+    /// <paramref name="rescale"/>), then adds A . B over 64 tokens: A the 64 x 64 operands in registers (each warp's 16
+    /// rows as the <c>mma.sync</c> A fragments of four k-steps, <paramref name="a"/>), B the 64 staged rows of
+    /// <paramref name="b"/> by its features <paramref name="feature"/>..+63 (O = alpha O + P . V; dV += Pᵀ . dO). Every
+    /// thread calls it; the product is complete when it returns.
     /// </summary>
-    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in ValueOperands a, float low, float high, in CoreTile b, int feature)
+    public static void RegisterShared<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, in ValueOperands a, bool rescale, float low, float high, in CoreTile b, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
     {
         if (!CudaAsm.IsSupported)
         {
-            TwinScale(ref t0, low, high);
-            TwinScale(ref t1, low, high);
-            TwinScale(ref t2, low, high);
-            TwinScale(ref t3, low, high);
+            if (rescale)
+            {
+                TwinScale(ref t0, low, high);
+                TwinScale(ref t1, low, high);
+                TwinScale(ref t2, low, high);
+                TwinScale(ref t3, low, high);
+            }
+
             for (var kStep = 0; kStep < 4; kStep++)
             {
                 a.Fragments(kStep, out var a0, out var a1, out var a2, out var a3);
@@ -124,7 +133,7 @@ internal static class Wgmma
             return;
         }
 
-        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, Statement.Values, 0ul, b.ColumnMajor(feature), a, low, high);
+        Chain<TElement, TTile>(ref t0, ref t1, ref t2, ref t3, rescale ? Statement.Values : Statement.Products, 0ul, b.ColumnMajor(feature), a, low, high);
     }
 
     // Which statement a chain runs.
@@ -133,11 +142,12 @@ internal static class Wgmma
         Scores4,
         Scores8,
         Values,
+        Products,
     }
 
     // One chain as one statement over the four tiles' 32 accumulators (a constant `statement` folds the branches away):
-    // the S chains read descriptors `first` (A) and `second` (B), the P . V chain the A operands `values`, descriptor
-    // `second` and the row factors `low` and `high`.
+    // the S chains read descriptors `first` (A) and `second` (B), the register-A chains the A operands `values`,
+    // descriptor `second` and (rescaling) the row factors `low` and `high`.
     private static void Chain<TElement, TTile>(ref TTile t0, ref TTile t1, ref TTile t2, ref TTile t3, Statement statement, ulong first, ulong second, in ValueOperands values, float low, float high)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TTile : struct, IAccumulator8
@@ -149,11 +159,19 @@ internal static class Wgmma
         Ref<float> d0 = x0, d1 = x1, d2 = x2, d3 = x3, d4 = x4, d5 = x5, d6 = x6, d7 = x7, d8 = x8, d9 = x9, d10 = x10, d11 = x11, d12 = x12, d13 = x13, d14 = x14, d15 = x15, d16 = x16, d17 = x17, d18 = x18, d19 = x19, d20 = x20, d21 = x21, d22 = x22, d23 = x23, d24 = x24, d25 = x25, d26 = x26, d27 = x27, d28 = x28, d29 = x29, d30 = x30, d31 = x31;
         Input<ulong> descA = first, descB = second;
         var bf16 = default(TElement).IsBFloat16;
-        if (statement == Statement.Values)
+        if (statement is Statement.Values or Statement.Products)
         {
             Input<ulong> x32 = values.P0, x33 = values.P1, x34 = values.P2, x35 = values.P3, x36 = values.P4, x37 = values.P5, x38 = values.P6, x39 = values.P7;
             Input<float> x41 = low, x42 = high;
-            if (bf16)
+            if (statement == Statement.Products && bf16)
+            {
+                CudaAsm.EmitRef(ProductsBf16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+            }
+            else if (statement == Statement.Products)
+            {
+                CudaAsm.EmitRef(ProductsFp16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB);
+            }
+            else if (bf16)
             {
                 CudaAsm.EmitRef(ValuesBf16, ref d0, ref d1, ref d2, ref d3, ref d4, ref d5, ref d6, ref d7, ref d8, ref d9, ref d10, ref d11, ref d12, ref d13, ref d14, ref d15, ref d16, ref d17, ref d18, ref d19, ref d20, ref d21, ref d22, ref d23, ref d24, ref d25, ref d26, ref d27, ref d28, ref d29, ref d30, ref d31, ref x32, ref x33, ref x34, ref x35, ref x36, ref x37, ref x38, ref x39, ref descB, ref x41, ref x42);
             }

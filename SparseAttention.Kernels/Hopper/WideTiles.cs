@@ -18,16 +18,46 @@ internal struct WideScores : IRowScores
     /// <inheritdoc/>
     public readonly int Keys => 64;
 
-    /// <summary>S = Q . Kᵀ over <paramref name="features"/> features (the scores start from zero): one <c>wgmma</c> chain.</summary>
-    public void Compute<TElement>(in CoreTile query, in CoreTile keys, int features)
+    /// <summary>
+    /// A . Bᵀ over <paramref name="features"/> features, from zero: one <c>wgmma</c> chain (S = Q . Kᵀ, dP = dO . Vᵀ,
+    /// and transposed Sᵀ = K . Qᵀ, dPᵀ = V . dOᵀ).
+    /// </summary>
+    public void Compute<TElement>(in CoreTile rows, in CoreTile columns, int features)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         this = default;
-        Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, query, keys, features);
+        Wgmma.SharedShared<TElement, ScoreTile>(ref t0, ref t1, ref t2, ref t3, rows, columns, features);
     }
 
-    /// <summary>P: these scores rounded to the element type, as the A operands of the P . V product (16 keys per k-step).</summary>
-    public readonly ValueOperands Probabilities<TElement>()
+    /// <summary>Transposed (rows are keys): exp2(x * <paramref name="scale"/> - log-sum-exp of the column's query) in place.</summary>
+    public void Exp2MinusColumns(float scale, in StagedTerms terms)
+    {
+        t0.Exp2MinusColumns(scale, terms, 0);
+        t1.Exp2MinusColumns(scale, terms, 16);
+        t2.Exp2MinusColumns(scale, terms, 32);
+        t3.Exp2MinusColumns(scale, terms, 48);
+    }
+
+    /// <summary>P becomes dS = P * (dP - delta), <paramref name="grad"/> holding dP, row g's delta <paramref name="deltaLow"/> and row g+8's <paramref name="deltaHigh"/>.</summary>
+    public void TimesGradMinus(in WideScores grad, float deltaLow, float deltaHigh)
+    {
+        t0.TimesGradMinus(grad.t0, deltaLow, deltaHigh);
+        t1.TimesGradMinus(grad.t1, deltaLow, deltaHigh);
+        t2.TimesGradMinus(grad.t2, deltaLow, deltaHigh);
+        t3.TimesGradMinus(grad.t3, deltaLow, deltaHigh);
+    }
+
+    /// <summary>Transposed: Pᵀ becomes dSᵀ = Pᵀ * (dPᵀ - delta of the column's query), <paramref name="grad"/> holding dPᵀ.</summary>
+    public void TimesGradMinusColumns(in WideScores grad, in StagedTerms terms)
+    {
+        t0.TimesGradMinusColumns(grad.t0, terms, 0);
+        t1.TimesGradMinusColumns(grad.t1, terms, 16);
+        t2.TimesGradMinusColumns(grad.t2, terms, 32);
+        t3.TimesGradMinusColumns(grad.t3, terms, 48);
+    }
+
+    /// <summary>These scores rounded to the element type, as the A operands of a register-A product (16 columns per k-step): P for P . V, dS for dS . K.</summary>
+    public readonly ValueOperands Operands<TElement>()
         where TElement : struct, IElement<ushort>, IMmaElement
     {
         Input<uint> a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, a7 = 0u;
@@ -88,7 +118,7 @@ internal struct WideScores : IRowScores
 }
 
 /// <summary>
-/// P of four k-steps as <c>wgmma</c> A operands in registers (each warp's <c>mma.sync</c> A fragments of 16 keys), two
+/// P (or dS) of four k-steps as <c>wgmma</c> A operands in registers (each warp's <c>mma.sync</c> A fragments of 16 keys), two
 /// registers to a 64-bit pair so that one statement's 44 operands hold them all.
 /// </summary>
 internal readonly record struct ValueOperands(ulong P0, ulong P1, ulong P2, ulong P3, ulong P4, ulong P5, ulong P6, ulong P7)
@@ -120,6 +150,10 @@ internal interface IWideOutput
     void Accumulate<TElement>(in ValueOperands a, float low, float high, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement;
 
+    /// <summary>Adds A . B: A the operands in registers, B the 64 staged rows (dV += Pᵀ . dO, dK += dSᵀ . Q, dQ += dS . K).</summary>
+    void Add<TElement>(in ValueOperands a, in CoreTile rows)
+        where TElement : struct, IElement<ushort>, IMmaElement;
+
     /// <summary>Rounds and stores row g times <paramref name="low"/> at <paramref name="index"/> (row g, feature 2t) and row g+8 times <paramref name="high"/> <paramref name="eightRows"/> further.</summary>
     void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
         where TElement : struct, IElement<ushort>, IMmaElement;
@@ -138,12 +172,17 @@ internal struct WideOutput64 : IWideOutput
     /// <inheritdoc/>
     public void Accumulate<TElement>(in ValueOperands a, float low, float high, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement =>
-        Multiply<TElement>(a, low, high, values, 0);
+        Multiply<TElement>(a, true, low, high, values, 0);
 
-    /// <summary>As <see cref="Accumulate"/>, for features <paramref name="feature"/>..+63 of the staged values.</summary>
-    public void Multiply<TElement>(in ValueOperands a, float low, float high, in CoreTile values, int feature)
+    /// <inheritdoc/>
+    public void Add<TElement>(in ValueOperands a, in CoreTile rows)
         where TElement : struct, IElement<ushort>, IMmaElement =>
-        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a, low, high, values, feature);
+        Multiply<TElement>(a, false, 1f, 1f, rows, 0);
+
+    /// <summary>As <see cref="Accumulate"/> (or, unless <paramref name="rescale"/>, <see cref="Add"/>), for features <paramref name="feature"/>..+63 of the staged rows.</summary>
+    public void Multiply<TElement>(in ValueOperands a, bool rescale, float low, float high, in CoreTile rows, int feature)
+        where TElement : struct, IElement<ushort>, IMmaElement =>
+        Wgmma.RegisterShared<TElement, Output16>(ref o0, ref o1, ref o2, ref o3, a, rescale, low, high, rows, feature);
 
     /// <inheritdoc/>
     public readonly void Store<TElement>(ArrayView<uint> pairs, long index, long eightRows, float low, float high, int feature)
@@ -170,8 +209,16 @@ internal struct WideOutput128 : IWideOutput
     public void Accumulate<TElement>(in ValueOperands a, float lowRow, float highRow, in CoreTile values)
         where TElement : struct, IElement<ushort>, IMmaElement
     {
-        low.Multiply<TElement>(a, lowRow, highRow, values, 0);
-        high.Multiply<TElement>(a, lowRow, highRow, values, 64);
+        low.Multiply<TElement>(a, true, lowRow, highRow, values, 0);
+        high.Multiply<TElement>(a, true, lowRow, highRow, values, 64);
+    }
+
+    /// <inheritdoc/>
+    public void Add<TElement>(in ValueOperands a, in CoreTile rows)
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        low.Multiply<TElement>(a, false, 1f, 1f, rows, 0);
+        high.Multiply<TElement>(a, false, 1f, 1f, rows, 64);
     }
 
     /// <inheritdoc/>
