@@ -125,6 +125,9 @@ internal readonly struct TokenGroup
     /// <summary>The walk along the group's one block row (blocks of 64 and 128), its table reads a block ahead.</summary>
     public RowWalk RowWalk() => Fused.RowWalk.Start(plan, layoutHead, rowA);
 
+    /// <summary>The walk down the group's one block column (transposed, blocks of 64 and 128), its table reads ahead.</summary>
+    public ColumnWalk ColumnWalk() => Fused.ColumnWalk.Start(plan, layoutHead, rowA);
+
     /// <summary>The step after <paramref name="walk"/>.</summary>
     public BlockWalk Next(in BlockWalk walk, int tokens) => walk.Next(plan, layoutHead, tokens, transposed);
 

@@ -9,18 +9,22 @@ namespace SparseAttention.Kernels.Hopper;
 // every product one wgmma chain: dQ walks block rows with Q and dO staged for the whole walk (S = Q . Kᵀ and
 // dP = dO . Vᵀ read both operands from shared memory, dQ += dS . K takes dS from registers); dK and dV walk block
 // columns with K and V staged for the whole walk (Sᵀ = K . Qᵀ, dPᵀ = V . dOᵀ; dV += Pᵀ . dO and dK += dSᵀ . Q from
-// registers). The walked side's tiles are double-buffered: the step's copies land at the top of the step, and the next
-// step's start right after the barrier there, into the buffers the step before read. Deterministic: each gradient
-// element is summed by one thread in LUT order.
+// registers), down the column with ColumnWalk. The walked side's tiles are staged a step ahead: the step's copies
+// land at the top of the step, and the next step's start right after the barrier there, into buffers no thread reads
+// any more (see DefersKeyGrad). Deterministic: each gradient element is summed by one thread in LUT order.
+// Versions (docs/benchmarks.md, H200, causal fwd+bwd with the Hopper forward, fp16 D64 4k / bf16 D128 8k; with the
+// portable backward 2.37 / 8.41 ms):
+//   v1  every product one wgmma chain, the portable kernels' walks, double buffers: 1.83 / 5.72 ms.
+//   v2  dK/dV: ColumnWalk (its table reads two blocks ahead), dK += dSᵀ . Q first in the next step at head dim 64.
 
 /// <summary>The Hopper (sm_90) fused backward.</summary>
 public static partial class HopperKernels
 {
-    // Tiles of the backward's staged memory: the two staged for the whole walk, then two buffers of two per step.
-    private const int BackwardTiles = 6;
+    // Staged tiles of dQ: Q and dO for the whole walk, then two buffers of a step's K and V.
+    private const int QueryGradTiles = 6;
 
     // The column walk's query steps: one wgmma chain's 64 columns.
-    private const int QuerySteps = 64;
+    private const int QuerySteps = ColumnWalk.StepTokens;
 
     /// <summary>
     /// Writes dQ, dK and dV as <see cref="FlashKernels.LaunchBackward{TElement}"/> does, from the same arguments, with
@@ -36,9 +40,9 @@ public static partial class HopperKernels
         FlashKernels.LaunchDelta<TElement>(accelerator, delta);
         var headDim = queryGrad.Problem.Dims.HeadDim;
         AsyncCopy.RequireCovered(TokenGroup.Threads, headDim, CoreTile.Rows);
-        var rowBytes = (BackwardTiles * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
+        var rowBytes = (QueryGradTiles * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
         KernelLoader.Get(accelerator, QueryGradKernelFor<TElement>(headDim), rowBytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, queryGrad.Problem.Dims, rowBytes), queryGrad);
-        var columnBytes = rowBytes + (2 * StagedTerms.Bytes(QuerySteps));
+        var columnBytes = (KeyValueGradTiles(headDim) * CoreTile.Bytes(headDim)) + CoreTile.Alignment + (2 * StagedTerms.Bytes(QuerySteps));
         KernelLoader.Get(accelerator, KeyValueGradKernelFor<TElement>(headDim), columnBytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, keyValueGrad.Problem.Dims, columnBytes), keyValueGrad);
     }
 
@@ -125,8 +129,8 @@ public static partial class HopperKernels
     }
 
     // Transposed, per query step: Sᵀ = K . Qᵀ, Pᵀ = exp2(Sᵀ * scale - lse), dV += Pᵀ . dO, dPᵀ = V . dOᵀ,
-    // dSᵀ = Pᵀ * (dPᵀ - delta), dK += dSᵀ . Q (times the scale at the end). Staged: K, V, then Q and dO of steps in two
-    // buffers, and the steps' log-sum-exp and delta in two more.
+    // dSᵀ = Pᵀ * (dPᵀ - delta), dK += dSᵀ . Q (at head dim 64 first in the next step); dK times the scale at the end.
+    // Staged: K, V, then Q's buffers and dO's two, and the steps' log-sum-exp and delta in two more.
     internal static void KeyValueGradKernel<TElement, TOutput>(FlashKeyValueGradParams p)
         where TElement : struct, IElement<ushort>, IMmaElement
         where TOutput : struct, IWideOutput
@@ -143,14 +147,15 @@ public static partial class HopperKernels
         var firstKey = group.Token(group.FirstToken);
         keys.Stage(inputs.KeyQuads, AsyncCopy.ToGlobal(inputs.KeyAddress), firstKey, group.TokenStep, group.Share);
         values.Stage(inputs.ValueQuads, AsyncCopy.ToGlobal(inputs.ValueAddress), firstKey, group.TokenStep, group.Share);
-        var termsByte = first + (BackwardTiles * CoreTile.Bytes(features));
-        var walk = group.Walk(QuerySteps);
+        var deferred = DefersKeyGrad(features);
+        var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features)) - group.FirstStagedByte;
+        var walk = group.ColumnWalk();
         if (!walk.Done)
         {
             var element = group.Token(walk.Token);
-            BackwardTile(group, first, features, 2).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
-            BackwardTile(group, first, features, 3).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-            group.Terms(termsByte - group.FirstStagedByte, QuerySteps).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, walk.Token));
+            Queries(group, first, features, 0).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
+            OutputGrads(group, first, features, 0).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
+            group.Terms(termsByte, QuerySteps).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, walk.Token));
         }
 
         AsyncCopy.Commit();
@@ -159,35 +164,53 @@ public static partial class HopperKernels
         var valueGrad = default(TOutput);
         var scores = default(WideScores);
         var grads = default(WideScores);
-        var buffer = 0;
+        var gradScores = default(ValueOperands);
+        int queryBuffer = 0, gradBuffer = 0, previous = 0;
+        var walked = !walk.Done;
         while (!walk.Done)
         {
+            // Before the first step, dSᵀ is zeros and Q this step's: it adds nothing.
             Landed();
-            var next = group.Next(walk, QuerySteps);
+            if (deferred)
+            {
+                keyGrad.Add<TElement>(gradScores, Queries(group, first, features, previous));
+            }
+
+            var next = walk.Next(problem.Plan);
+            var nextQueries = queryBuffer + 1 == QueryBuffers(features) ? 0 : queryBuffer + 1;
             if (!next.Done)
             {
                 var element = group.Token(next.Token);
-                BackwardTile(group, first, features, 4 - (2 * buffer)).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
-                BackwardTile(group, first, features, 5 - (2 * buffer)).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-                var nextTerms = termsByte + ((1 - buffer) * StagedTerms.Bytes(QuerySteps)) - group.FirstStagedByte;
+                Queries(group, first, features, nextQueries).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
+                OutputGrads(group, first, features, 1 - gradBuffer).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
+                var nextTerms = termsByte + ((1 - gradBuffer) * StagedTerms.Bytes(QuerySteps));
                 group.Terms(nextTerms, QuerySteps).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, next.Token));
                 AsyncCopy.Commit();
             }
 
-            var block = group.Block(walk);
-            var isFull = group.IsFull(block);
-            var queries = BackwardTile(group, first, features, 2 + (2 * buffer));
-            var outputGrads = BackwardTile(group, first, features, 3 + (2 * buffer));
-            var terms = group.Terms(termsByte + (buffer * StagedTerms.Bytes(QuerySteps)) - group.FirstStagedByte, QuerySteps);
-            scores.Compute<TElement>(keys, queries, features);
-            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, block, isFull);
+            var outputGrads = OutputGrads(group, first, features, gradBuffer);
+            var terms = group.Terms(termsByte + (gradBuffer * StagedTerms.Bytes(QuerySteps)), QuerySteps);
+            scores.Compute<TElement>(keys, Queries(group, first, features, queryBuffer), features);
+            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2MinusColumns(scaleLog2, terms);
             valueGrad.Add<TElement>(scores.Operands<TElement>(), outputGrads);
             grads.Compute<TElement>(values, outputGrads, features);
             scores.TimesGradMinusColumns(grads, terms);
-            keyGrad.Add<TElement>(scores.Operands<TElement>(), queries);
+            gradScores = scores.Operands<TElement>();
+            if (!deferred)
+            {
+                keyGrad.Add<TElement>(gradScores, Queries(group, first, features, queryBuffer));
+            }
+
             walk = next;
-            buffer = 1 - buffer;
+            previous = queryBuffer;
+            queryBuffer = nextQueries;
+            gradBuffer = 1 - gradBuffer;
+        }
+
+        if (walked && deferred)
+        {
+            keyGrad.Add<TElement>(gradScores, Queries(group, first, features, previous));
         }
 
         AsyncCopy.WaitAll();
@@ -196,6 +219,27 @@ public static partial class HopperKernels
         valueGrad.Store<TElement>(p.ValueGradPairs, index, 8 * group.TokenStep, 1f, 1f, 0);
     }
 
-    // Tile `index` of the backward's staged memory (see BackwardTiles).
+    // dK/dV at head dim 64 starts each step with the step before's dK += dSᵀ . Q: the product first in the loop gets its
+    // accumulator's registers first and keeps them (last in the step, ptxas gave it the scores' registers and moved dK
+    // in and out, about 70 moves a step). Q is then still read at the top of the next step, so it has three buffers and
+    // the next step's copies go where the step before last read. At 128, dSᵀ's operands held across the loop beside
+    // dK, dV, Sᵀ and dPᵀ made ptxas spill (255 registers, a 48-byte frame); last in the step, 234 and none. (dQ took
+    // the same change at both head dims: 2 % faster on causal at 64, 11 % slower on `local` and 2 % slower at 128, ncu
+    // on an H200, so it stays in step order.)
+    private static bool DefersKeyGrad(int features) => features == 64;
+
+    // Q's buffers (see DefersKeyGrad); dO and the terms have two.
+    private static int QueryBuffers(int features) => DefersKeyGrad(features) ? 3 : 2;
+
+    // Staged tiles of dK/dV: K and V for the whole walk, Q's buffers, dO's two.
+    private static int KeyValueGradTiles(int features) => 4 + QueryBuffers(features);
+
+    // Tile `index` of the backward's staged memory.
     private static CoreTile BackwardTile(in TokenGroup group, int first, int features, int index) => new(group.Shared, first + (index * CoreTile.Bytes(features)));
+
+    // Q buffer `buffer` of dK/dV.
+    private static CoreTile Queries(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + buffer);
+
+    // dO buffer `buffer` of dK/dV.
+    private static CoreTile OutputGrads(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + QueryBuffers(features) + buffer);
 }
