@@ -14,7 +14,7 @@ public static class KernelSelector
 {
     /// <summary>
     /// The path for <typeparamref name="T"/> inputs: the fused kernels where asked for, or by default on CUDA where they
-    /// apply (their forward on Hopper's wgmma on sm_90 where it covers the call, unless <see cref="AttentionOptions.Hopper"/> is false); else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
+    /// apply (on Hopper's wgmma on sm_90 where they cover the call, unless <see cref="AttentionOptions.Hopper"/> is false); else the unfused ops on tensor cores (fp16/bf16), TF32 (fp32 with <c>AllowTf32</c>), bf16 scores or FMA.
     /// </summary>
     /// <exception cref="ArgumentException">The options ask for what cannot run this call (named <c>options</c>).</exception>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not float, Half or BFloat16.</exception>
@@ -61,8 +61,9 @@ public static class KernelSelector
 
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
-            // On sm_90 the Hopper forward is the default where it covers the call: timed faster than the portable one
-            // on dense causal attention and on `local`, at head dims 64 and 128 (docs/benchmarks.md, Hopper family v3).
+            // On sm_90 the Hopper family is the default where it covers the call: timed faster than the portable
+            // kernels on dense causal attention, `local` and `strided`, at head dims 64 and 128, forward and backward
+            // (docs/benchmarks.md, Hopper family v3 and its backward v2).
             var hopperByDefault = options.Hopper is null && device.IsCuda && device.ComputeCapability == HopperComputeCapability;
             return hopperByDefault && isHalfWidth && HopperKernels.Supports(headDim, blockSize) ? KernelPath.FusedHopper : KernelPath.Fused;
         }

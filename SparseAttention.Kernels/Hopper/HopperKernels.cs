@@ -5,8 +5,8 @@ using SparseAttention.Kernels.Fused;
 
 namespace SparseAttention.Kernels.Hopper;
 
-// The Hopper family (sm_90a): the fused forward on wgmma. It covers head dims 64 and 128 and blocks of 64 and 128 (key
-// steps of 64); the backward stays on the portable mma.sync kernels, which read the same output and log-sum-exp. A group
+// The Hopper family (sm_90a): the fused forward on wgmma (the backward in HopperKernels.Backward.cs). It covers head
+// dims 64 and 128 and blocks of 64 and 128 (key steps of 64). A group
 // is one warpgroup owning 64 query rows, as in the portable forward, so masking and the online softmax are shared
 // with it (the walk is RowWalk, one block row with its reads a block ahead); what differs is that S = Q . Kᵀ reads
 // both operands from shared memory (no Q fragments in registers, no ldmatrix) and O += P . V reads V there, each
