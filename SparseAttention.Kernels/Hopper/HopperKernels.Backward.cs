@@ -76,11 +76,7 @@ public static partial class HopperKernels
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var inputs = p.Inputs;
         long keyAddress = AsyncCopy.ToGlobal(inputs.KeyAddress), valueAddress = AsyncCopy.ToGlobal(inputs.ValueAddress);
-        var query = BackwardTile(group, first, features, 0);
-        var outputGrad = BackwardTile(group, first, features, 1);
-        var firstRow = group.Token(group.FirstToken);
-        query.Stage(inputs.QueryQuads, AsyncCopy.ToGlobal(inputs.QueryAddress), firstRow, group.TokenStep, group.Share);
-        outputGrad.Stage(inputs.OutputGradQuads, AsyncCopy.ToGlobal(inputs.OutputGradAddress), firstRow, group.TokenStep, group.Share);
+        var (query, outputGrad) = StageOwn(group, first, features, inputs.QueryQuads, inputs.QueryAddress, inputs.OutputGradQuads, inputs.OutputGradAddress);
         var walk = group.RowWalk();
         if (!walk.Done)
         {
@@ -142,11 +138,7 @@ public static partial class HopperKernels
         var inputs = p.Inputs;
         long queryAddress = AsyncCopy.ToGlobal(inputs.QueryAddress), outputGradAddress = AsyncCopy.ToGlobal(inputs.OutputGradAddress);
         long logSumExpAddress = AsyncCopy.ToGlobal(p.LogSumExpAddress), deltaAddress = AsyncCopy.ToGlobal(p.DeltaAddress);
-        var keys = BackwardTile(group, first, features, 0);
-        var values = BackwardTile(group, first, features, 1);
-        var firstKey = group.Token(group.FirstToken);
-        keys.Stage(inputs.KeyQuads, AsyncCopy.ToGlobal(inputs.KeyAddress), firstKey, group.TokenStep, group.Share);
-        values.Stage(inputs.ValueQuads, AsyncCopy.ToGlobal(inputs.ValueAddress), firstKey, group.TokenStep, group.Share);
+        var (keys, values) = StageOwn(group, first, features, inputs.KeyQuads, inputs.KeyAddress, inputs.ValueQuads, inputs.ValueAddress);
         var deferred = DefersKeyGrad(features);
         var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features)) - group.FirstStagedByte;
         var walk = group.ColumnWalk();
@@ -233,6 +225,18 @@ public static partial class HopperKernels
 
     // Staged tiles of dK/dV: K and V for the whole walk, Q's buffers, dO's two.
     private static int KeyValueGradTiles(int features) => 4 + QueryBuffers(features);
+
+    // Starts staging the group's own 64 tokens of the two tensors a walk keeps (Q and dO for dQ, K and V for dK/dV) into
+    // tiles 0 and 1.
+    private static (CoreTile First, CoreTile Second) StageOwn(in TokenGroup group, int first, int features, ArrayView<Quad> firstQuads, long firstAddress, ArrayView<Quad> secondQuads, long secondAddress)
+    {
+        var own = group.Token(group.FirstToken);
+        var firstTile = BackwardTile(group, first, features, 0);
+        var secondTile = BackwardTile(group, first, features, 1);
+        firstTile.Stage(firstQuads, AsyncCopy.ToGlobal(firstAddress), own, group.TokenStep, group.Share);
+        secondTile.Stage(secondQuads, AsyncCopy.ToGlobal(secondAddress), own, group.TokenStep, group.Share);
+        return (firstTile, secondTile);
+    }
 
     // Tile `index` of the backward's staged memory.
     private static CoreTile BackwardTile(in TokenGroup group, int first, int features, int index) => new(group.Shared, first + (index * CoreTile.Bytes(features)));
