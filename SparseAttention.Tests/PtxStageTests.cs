@@ -53,7 +53,13 @@ public sealed class PtxStageTests
     public void TargetHopperRetargetsOnlyModulesWithWgmma()
     {
         using var compiler = new OfflinePtxCompiler();
-        foreach (var (kernel, wgmma) in new[] { (HopperKernels.ForwardKernelFor<Fp16>(64).Method, true), (HopperKernels.ForwardKernelFor<Bf16>(128).Method, true), (FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, false) })
+        var kernels = new[]
+        {
+            (HopperKernels.ForwardKernelFor<Fp16>(64).Method, true), (HopperKernels.ForwardKernelFor<Bf16>(128).Method, true),
+            (HopperKernels.QueryGradKernelFor<Fp16>(64).Method, true), (HopperKernels.KeyValueGradKernelFor<Bf16>(128).Method, true),
+            (FlashKernels.ForwardKernelFor<Fp16>(64, 64).Method, false),
+        };
+        foreach (var (kernel, wgmma) in kernels)
         {
             var ilgpu = compiler.Compile(kernel);
             StringAssert.Contains(ilgpu, ".target sm_80", "ILGPU's own target");

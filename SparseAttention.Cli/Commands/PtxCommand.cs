@@ -46,6 +46,8 @@ internal static class PtxCommand
                 (HopperKernels.ForwardKernelFor<Bf16>(d).Method, $"HopperKernels.ForwardKernel.Bf16.D{d}"),
                 (HopperKernels.QueryGradKernelFor<Fp16>(d).Method, $"HopperKernels.QueryGradKernel.Fp16.D{d}"),
                 (HopperKernels.KeyValueGradKernelFor<Fp16>(d).Method, $"HopperKernels.KeyValueGradKernel.Fp16.D{d}"),
+                (HopperKernels.QueryGradKernelFor<Bf16>(d).Method, $"HopperKernels.QueryGradKernel.Bf16.D{d}"),
+                (HopperKernels.KeyValueGradKernelFor<Bf16>(d).Method, $"HopperKernels.KeyValueGradKernel.Bf16.D{d}"),
             }));
         foreach (var (method, name) in methods)
         {

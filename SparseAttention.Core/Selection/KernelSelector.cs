@@ -62,8 +62,8 @@ public static class KernelSelector
         if (options.Fused ?? (fusedCovers && device.IsCuda))
         {
             // On sm_90 the Hopper family is the default where it covers the call: timed faster than the portable
-            // kernels on dense causal attention, `local` and `strided`, at head dims 64 and 128, forward and backward
-            // (docs/benchmarks.md, Hopper family v3 and its backward v2).
+            // kernels forward+backward on dense causal attention, `local` and `strided` at head dims 64 and 128, and
+            // forward on dense causal and `local` (level on `strided`; docs/benchmarks.md, Hopper backward v2 and v3).
             var hopperByDefault = options.Hopper is null && device.IsCuda && device.ComputeCapability == HopperComputeCapability;
             return hopperByDefault && isHalfWidth && HopperKernels.Supports(headDim, blockSize) ? KernelPath.FusedHopper : KernelPath.Fused;
         }

@@ -15,7 +15,8 @@ namespace SparseAttention.Kernels.Hopper;
 // Versions (docs/benchmarks.md, H200, causal fwd+bwd with the Hopper forward, fp16 D64 4k / bf16 D128 8k; with the
 // portable backward 2.37 / 8.41 ms):
 //   v1  every product one wgmma chain, the portable kernels' walks, double buffers: 1.83 / 5.72 ms.
-//   v2  dK/dV: ColumnWalk (its table reads two blocks ahead), dK += dSᵀ . Q first in the next step at head dim 64.
+//   v2  dK/dV: ColumnWalk (its table reads two blocks ahead), dK += dSᵀ . Q first in the next step at head dim 64:
+//       1.84 / 5.53 ms (dK/dV alone 1040 -> 930 us at D64, ncu).
 
 /// <summary>The Hopper (sm_90) fused backward.</summary>
 public static partial class HopperKernels
@@ -24,7 +25,7 @@ public static partial class HopperKernels
     private const int QueryGradTiles = 6;
 
     // The column walk's query steps: one wgmma chain's 64 columns.
-    private const int QuerySteps = ColumnWalk.StepTokens;
+    private const int QueryStepTokens = ColumnWalk.StepTokens;
 
     /// <summary>
     /// Writes dQ, dK and dV as <see cref="FlashKernels.LaunchBackward{TElement}"/> does, from the same arguments, with
@@ -42,7 +43,7 @@ public static partial class HopperKernels
         AsyncCopy.RequireCovered(TokenGroup.Threads, headDim, CoreTile.Rows);
         var rowBytes = (QueryGradTiles * CoreTile.Bytes(headDim)) + CoreTile.Alignment;
         KernelLoader.Get(accelerator, QueryGradKernelFor<TElement>(headDim), rowBytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, queryGrad.Problem.Dims, rowBytes), queryGrad);
-        var columnBytes = (KeyValueGradTiles(headDim) * CoreTile.Bytes(headDim)) + CoreTile.Alignment + (2 * StagedTerms.Bytes(QuerySteps));
+        var columnBytes = (KeyValueGradTiles(headDim) * CoreTile.Bytes(headDim)) + CoreTile.Alignment + (2 * StagedTerms.Bytes(QueryStepTokens));
         KernelLoader.Get(accelerator, KeyValueGradKernelFor<TElement>(headDim), columnBytes)(accelerator.DefaultStream, TokenGroup.Config(accelerator, keyValueGrad.Problem.Dims, columnBytes), keyValueGrad);
     }
 
@@ -147,7 +148,7 @@ public static partial class HopperKernels
             var element = group.Token(walk.Token);
             Queries(group, first, features, 0).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
             OutputGrads(group, first, features, 0).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-            group.Terms(termsByte, QuerySteps).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, walk.Token));
+            group.Terms(termsByte, QueryStepTokens).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, walk.Token));
         }
 
         AsyncCopy.Commit();
@@ -175,13 +176,13 @@ public static partial class HopperKernels
                 var element = group.Token(next.Token);
                 Queries(group, first, features, nextQueries).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
                 OutputGrads(group, first, features, 1 - gradBuffer).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-                var nextTerms = termsByte + ((1 - gradBuffer) * StagedTerms.Bytes(QuerySteps));
-                group.Terms(nextTerms, QuerySteps).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, next.Token));
+                var nextTerms = termsByte + ((1 - gradBuffer) * StagedTerms.Bytes(QueryStepTokens));
+                group.Terms(nextTerms, QueryStepTokens).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, next.Token));
                 AsyncCopy.Commit();
             }
 
             var outputGrads = OutputGrads(group, first, features, gradBuffer);
-            var terms = group.Terms(termsByte + (gradBuffer * StagedTerms.Bytes(QuerySteps)), QuerySteps);
+            var terms = group.Terms(termsByte + (gradBuffer * StagedTerms.Bytes(QueryStepTokens)), QueryStepTokens);
             scores.Compute<TElement>(keys, Queries(group, first, features, queryBuffer), features);
             group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2MinusColumns(scaleLog2, terms);
@@ -213,7 +214,7 @@ public static partial class HopperKernels
 
     // dK/dV at head dim 64 starts each step with the step before's dK += dSᵀ . Q: the product first in the loop gets its
     // accumulator's registers first and keeps them (last in the step, ptxas gave it the scores' registers and moved dK
-    // in and out, about 70 moves a step). Q is then still read at the top of the next step, so it has three buffers and
+    // in and out: the loop's static moves went from 173 to 139). Q is then still read at the top of the next step, so it has three buffers and
     // the next step's copies go where the step before last read. At 128, dSᵀ's operands held across the loop beside
     // dK, dV, Sᵀ and dPᵀ made ptxas spill (255 registers, a 48-byte frame); last in the step, 234 and none. (dQ took
     // the same change at both head dims: 2 % faster on causal at 64, 11 % slower on `local` and 2 % slower at 128, ncu

@@ -6,9 +6,8 @@ using SparseAttention.Kernels.Fused;
 namespace SparseAttention.Kernels.Hopper;
 
 // The Hopper family (sm_90a): the fused forward on wgmma (the backward in HopperKernels.Backward.cs). It covers head
-// dims 64 and 128 and blocks of 64 and 128 (key steps of 64). A group
-// is one warpgroup owning 64 query rows, as in the portable forward, so masking and the online softmax are shared
-// with it (the walk is RowWalk, one block row with its reads a block ahead); what differs is that S = Q . Kᵀ reads
+// dims 64 and 128 and blocks of 64 and 128 (key steps of 64). A group is one warpgroup owning 64 query rows, as in
+// the portable forward, so masking and the online softmax are shared with it (the walk is RowWalk, one block row with its reads a block ahead); what differs is that S = Q . Kᵀ reads
 // both operands from shared memory (no Q fragments in registers, no ldmatrix) and O += P . V reads V there, each
 // product one wgmma chain waited for at its end.
 // Versions (docs/benchmarks.md, H200, causal forward, fp16 D64 4k / bf16 D128 8k; portable 0.66 / 2.13 ms):
@@ -20,13 +19,13 @@ namespace SparseAttention.Kernels.Hopper;
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static partial class HopperKernels
 {
-    /// <summary>Head dims the Hopper forward is specialised for (fp16/bf16 inputs).</summary>
+    /// <summary>Head dims the Hopper kernels are specialised for (fp16/bf16 inputs).</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
 
-    /// <summary>Block sizes the Hopper forward walks (steps of 64 keys).</summary>
+    /// <summary>Block sizes the Hopper kernels walk (steps of 64 tokens).</summary>
     public static IReadOnlyList<int> BlockSizes { get; } = [64, 128];
 
-    /// <summary>Whether the Hopper forward covers this head dim and block size (fp16/bf16 inputs).</summary>
+    /// <summary>Whether the Hopper kernels cover this head dim and block size (fp16/bf16 inputs).</summary>
     public static bool Supports(int headDim, int blockSize) => HeadDims.Contains(headDim) && BlockSizes.Contains(blockSize);
 
     /// <summary>Writes the attention output and each row's log-sum-exp, as <see cref="FlashKernels.LaunchForward{TElement}"/> does (on an sm_90 device, or the CPU accelerator's twin).</summary>

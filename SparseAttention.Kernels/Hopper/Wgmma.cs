@@ -44,7 +44,7 @@ internal static class Wgmma
     private const string ScoresBf16x4 = ScoresStart4 + Fence + MmaBf16 + Step0 + MmaBf16 + Step1 + MmaBf16 + Step2 + MmaBf16 + Step3 + Wait;
     private const string ScoresFp16x8 = ScoresStart8 + Fence + MmaFp16 + Step0 + MmaFp16 + Step1 + MmaFp16 + Step2 + MmaFp16 + Step3 + MmaFp16 + Step4 + MmaFp16 + Step5 + MmaFp16 + Step6 + MmaFp16 + Step7 + Wait;
     private const string ScoresBf16x8 = ScoresStart8 + Fence + MmaBf16 + Step0 + MmaBf16 + Step1 + MmaBf16 + Step2 + MmaBf16 + Step3 + MmaBf16 + Step4 + MmaBf16 + Step5 + MmaBf16 + Step6 + MmaBf16 + Step7 + Wait;
-    // The P . V statement: %32-%39 the A operands of four k-steps as pairs of registers, unpacked inside; %40 B's
+    // The register-A statements (P . V): %32-%39 the A operands of four k-steps as pairs of registers, unpacked inside; %40 B's
     // descriptor at the first k-step; %41 and %42 the factors of rows g and g+8, which rescale the accumulators inside the
     // statement, so that the output's registers go in and come out unchanged in name and ptxas keeps them in place.
     // A product without the rescaling (the backward's dV, dK and dQ) leaves out the multiplications.

@@ -6,8 +6,8 @@ using SparseAttention.Kernels.Fused;
 namespace SparseAttention.Kernels.Hopper;
 
 /// <summary>
-/// A warp's 16 rows of the warpgroup's 64 x 64 scores of one key step, as four <see cref="ScoreTile"/>s in
-/// <c>wgmma</c> register order: masking and the online softmax are the tiles' own.
+/// A warp's 16 rows of the warpgroup's 64 x 64 scores of one step (S or dP of a key step; transposed, Sᵀ or dPᵀ of a
+/// query step), as four <see cref="ScoreTile"/>s in <c>wgmma</c> register order: masking and the softmax are the tiles' own.
 /// </summary>
 internal struct WideScores : IRowScores
 {
