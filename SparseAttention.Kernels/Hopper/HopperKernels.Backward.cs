@@ -81,9 +81,7 @@ public static partial class HopperKernels
         var walk = group.RowWalk();
         if (!walk.Done)
         {
-            var element = group.Token(walk.Token);
-            BackwardTile(group, first, features, 2).Stage(inputs.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
-            BackwardTile(group, first, features, 3).Stage(inputs.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
+            StageKeyStep(inputs, group, first, features, keyAddress, valueAddress, walk.Token, 0);
         }
 
         AsyncCopy.Commit();
@@ -103,17 +101,15 @@ public static partial class HopperKernels
             var next = walk.Next(problem.Plan);
             if (!next.Done)
             {
-                var element = group.Token(next.Token);
-                BackwardTile(group, first, features, 4 - (2 * buffer)).Stage(inputs.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
-                BackwardTile(group, first, features, 5 - (2 * buffer)).Stage(inputs.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
+                StageKeyStep(inputs, group, first, features, keyAddress, valueAddress, next.Token, 1 - buffer);
                 AsyncCopy.Commit();
             }
 
-            var keys = BackwardTile(group, first, features, 2 + (2 * buffer));
+            var keys = StepKeys(group, first, features, buffer);
             scores.Compute<TElement>(query, keys, features);
             group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2Minus(scaleLog2, lseLow, lseHigh);
-            grads.Compute<TElement>(outputGrad, BackwardTile(group, first, features, 3 + (2 * buffer)), features);
+            grads.Compute<TElement>(outputGrad, StepValues(group, first, features, buffer), features);
             scores.TimesGradMinus(grads, deltaLow, deltaHigh);
             queryGrad.Add<TElement>(scores.Operands<TElement>(), keys);
             walk = next;
@@ -141,14 +137,11 @@ public static partial class HopperKernels
         long logSumExpAddress = AsyncCopy.ToGlobal(p.LogSumExpAddress), deltaAddress = AsyncCopy.ToGlobal(p.DeltaAddress);
         var (keys, values) = StageOwn(group, first, features, inputs.KeyQuads, inputs.KeyAddress, inputs.ValueQuads, inputs.ValueAddress);
         var deferred = DefersKeyGrad(features);
-        var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features)) - group.FirstStagedByte;
+        var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features));
         var walk = group.ColumnWalk();
         if (!walk.Done)
         {
-            var element = group.Token(walk.Token);
-            Queries(group, first, features, 0).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
-            OutputGrads(group, first, features, 0).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-            group.Terms(termsByte, QueryStepTokens).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, walk.Token));
+            StageQueryStep(p, group, first, features, termsByte, queryAddress, outputGradAddress, logSumExpAddress, deltaAddress, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -173,16 +166,12 @@ public static partial class HopperKernels
             var nextQueries = queryBuffer + 1 == QueryBuffers(features) ? 0 : queryBuffer + 1;
             if (!next.Done)
             {
-                var element = group.Token(next.Token);
-                Queries(group, first, features, nextQueries).Stage(inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
-                OutputGrads(group, first, features, 1 - gradBuffer).Stage(inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-                var nextTerms = termsByte + ((1 - gradBuffer) * StagedTerms.Bytes(QueryStepTokens));
-                group.Terms(nextTerms, QueryStepTokens).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, problem.Dims.RowIndex(Grid.IdxY, next.Token));
+                StageQueryStep(p, group, first, features, termsByte, queryAddress, outputGradAddress, logSumExpAddress, deltaAddress, next.Token, nextQueries, 1 - gradBuffer);
                 AsyncCopy.Commit();
             }
 
             var outputGrads = OutputGrads(group, first, features, gradBuffer);
-            var terms = group.Terms(termsByte + (gradBuffer * StagedTerms.Bytes(QueryStepTokens)), QueryStepTokens);
+            var terms = Terms(group, termsByte, gradBuffer);
             scores.Compute<TElement>(keys, Queries(group, first, features, queryBuffer), features);
             group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2MinusColumns(scaleLog2, terms);
@@ -241,6 +230,33 @@ public static partial class HopperKernels
 
     // Tile `index` of the backward's staged memory.
     private static CoreTile BackwardTile(in TokenGroup group, int first, int features, int index) => new(group.Shared, first + (index * CoreTile.Bytes(features)));
+
+    // dQ's K buffer `buffer` (tiles 2, 4) and V buffer (3, 5).
+    private static CoreTile StepKeys(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + (2 * buffer));
+
+    private static CoreTile StepValues(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 3 + (2 * buffer));
+
+    // dQ starts copying the K and V rows of the step at key `token` into buffer `buffer`.
+    private static void StageKeyStep(in FlashBackwardInputs inputs, in TokenGroup group, int first, int features, long keyAddress, long valueAddress, int token, int buffer)
+    {
+        var element = group.Token(token);
+        StepKeys(group, first, features, buffer).Stage(inputs.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
+        StepValues(group, first, features, buffer).Stage(inputs.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
+    }
+
+    // dK/dV starts copying the Q and dO rows of the step at query `token` into buffers `queryBuffer` and `gradBuffer`,
+    // and the step's log-sum-exp and delta into terms buffer `gradBuffer` (the terms from byte `termsByte`).
+    private static void StageQueryStep(in FlashKeyValueGradParams p, in TokenGroup group, int first, int features, int termsByte, long queryAddress, long outputGradAddress, long logSumExpAddress, long deltaAddress, int token, int queryBuffer, int gradBuffer)
+    {
+        var element = group.Token(token);
+        Queries(group, first, features, queryBuffer).Stage(p.Inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
+        OutputGrads(group, first, features, gradBuffer).Stage(p.Inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
+        Terms(group, termsByte, gradBuffer).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, p.Problem.Dims.RowIndex(Grid.IdxY, token));
+    }
+
+    // dK/dV's terms buffer `buffer`, the terms starting at byte `termsByte` (past every tile).
+    private static StagedTerms Terms(in TokenGroup group, int termsByte, int buffer) =>
+        new(group.Shared, termsByte + (buffer * StagedTerms.Bytes(QueryStepTokens)), QueryStepTokens);
 
     // Q buffer `buffer` of dK/dV.
     private static CoreTile Queries(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + buffer);

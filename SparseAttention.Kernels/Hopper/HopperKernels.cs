@@ -7,9 +7,9 @@ namespace SparseAttention.Kernels.Hopper;
 
 // The Hopper family (sm_90a): the fused forward on wgmma (the backward in HopperKernels.Backward.cs). It covers head
 // dims 64 and 128 and blocks of 64 and 128 (key steps of 64). A group is one warpgroup owning 64 query rows, as in
-// the portable forward, so masking and the online softmax are shared with it (the walk is RowWalk, one block row with its reads a block ahead); what differs is that S = Q . Kᵀ reads
-// both operands from shared memory (no Q fragments in registers, no ldmatrix) and O += P . V reads V there, each
-// product one wgmma chain waited for at its end.
+// the portable forward, so masking and the online softmax are shared with it (the walk is RowWalk, one block row with
+// its reads a block ahead); what differs is that S = Q . Kᵀ reads both operands from shared memory (no Q fragments in
+// registers, no ldmatrix) and O += P . V reads V there, each product one wgmma chain waited for at its end.
 // Versions (docs/benchmarks.md, H200, causal forward, fp16 D64 4k / bf16 D128 8k; portable 0.66 / 2.13 ms):
 //   v1  one wgmma per statement, unswizzled core matrices: 1.02 / 3.77 ms. A chain per statement (no
 //       serialization): 1.00 ms. 128-byte swizzle, copies along rows, the walk after the S chain: 0.576 / 1.640 ms.
