@@ -46,27 +46,26 @@ internal readonly struct StagedTerms
     /// The group's first threads start copying the terms of rows <paramref name="firstRow"/>.. (also at the byte
     /// addresses given, on CUDA); they land at the next <see cref="AsyncCopy.WaitAll"/>, elsewhere at once.
     /// </summary>
-    public void Stage(ArrayView<float> logSumExp, long logSumExpAddress, ArrayView<float> delta, long deltaAddress, long firstRow)
+    public void Stage(ArrayView<float> logSumExp, long logSumExpAddress, ArrayView<float> delta, long deltaAddress, long firstRow) =>
+        Stage(new TermsSource(logSumExp, logSumExpAddress, delta, deltaAddress, firstRow, tokens), 0);
+
+    /// <summary>The group's first threads start copying the terms of the step at query <paramref name="token"/> of <paramref name="source"/>'s walk.</summary>
+    public void Stage(in TermsSource source, int token)
     {
-        // Quads 0 .. tokens/4 - 1 are the log-sum-exp, the next as many delta; quad q lands at word 4q either way.
-        var quads = tokens >> 2;
-        var quad = Group.IdxX;
-        if (quad >= 2 * quads)
+        if (!source.Copies)
         {
             return;
         }
 
-        var isDelta = quad >= quads;
-        var row = firstRow + ((isDelta ? quad - quads : quad) << 2);
         if (CudaAsm.IsSupported)
         {
-            AsyncCopy.Copy16(address + (uint)(16 * quad), (isDelta ? deltaAddress : logSumExpAddress) + 4 * row);
+            AsyncCopy.Copy16(address + (uint)(16 * source.Quad), source.Address(token));
             return;
         }
 
         for (var i = 0; i < 4; i++)
         {
-            words[firstWord + 4 * quad + i] = Interop.FloatAsInt(isDelta ? delta[row + i] : logSumExp[row + i]);
+            words[firstWord + 4 * source.Quad + i] = Interop.FloatAsInt(source.Term(token, i));
         }
     }
 

@@ -155,6 +155,17 @@ internal readonly struct TokenGroup
             return;
         }
 
+        MaskBlock(ref slab, problem, token, tokenInBlock, block, isFull);
+    }
+
+    /// <summary>
+    /// <see cref="Mask"/> for a block the warp has (<paramref name="block"/> at least 0), as every step of
+    /// <see cref="RowWalk"/> and <see cref="ColumnWalk"/> is: without the test for a missing block, the full path's
+    /// scores need not meet an all-masked path's registers where the paths join.
+    /// </summary>
+    public void MaskBlock<TSlab>(ref TSlab slab, in FlashProblem problem, int token, int tokenInBlock, int block, bool isFull)
+        where TSlab : struct, IRowScores
+    {
         var keysEnd = transposed ? WarpToken + 16 : token + default(TSlab).Keys;
         if (!isFull || keysEnd > problem.AutoregressAtKey)
         {

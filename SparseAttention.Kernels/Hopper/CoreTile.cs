@@ -55,31 +55,26 @@ internal readonly struct CoreTile
     }
 
     /// <summary>
-    /// The group starts copying the tile's 64 token rows, row r from element <paramref name="first"/> + r *
-    /// <paramref name="tokenStep"/> (also at <paramref name="globalAddress"/>, in bytes, on CUDA), each thread the quads
-    /// <paramref name="share"/> gives it; on CUDA they land at the next <see cref="AsyncCopy.WaitAll"/>, elsewhere at once.
+    /// The group starts copying the tile's 64 token rows from <paramref name="source"/>, starting at token
+    /// <paramref name="token"/>, each thread the quads of its share; on CUDA they land at the next
+    /// <see cref="AsyncCopy.WaitAll"/>, elsewhere at once.
     /// </summary>
-    public void Stage(ArrayView<Quad> quads, long globalAddress, long first, long tokenStep, in StageShare share)
+    public void Stage(in TileSource source, int token)
     {
-        var element = first + share.Row * tokenStep + share.Element;
-        var quad = share.Element >> 3;
-
         // The row step is a multiple of 8 (at most 16 quads a row, 128 threads), so every pass keeps the row's swizzle.
-        var offset = Offset(share.Row, quad);
+        var passes = Rows / source.RowStep;
+        var targetStep = 128 * source.RowStep;
         if (CudaAsm.IsSupported)
         {
             // HopperKernels checks that a tile takes at most AsyncCopy.MaxPasses passes.
-            var source = globalAddress + 2 * element;
-            var target = address + (uint)offset;
-            AsyncCopy.CopyPasses(Rows / share.RowStep, target, (uint)(128 * share.RowStep), source, 2 * share.RowStep * tokenStep, partial: false);
+            AsyncCopy.CopyPasses(passes, address + (uint)source.Offset, (uint)targetStep, source.Address(token), source.PassBytes, partial: false);
             return;
         }
 
         var quadView = words.Cast<Quad>();
-        for (var row = share.Row; row < Rows; row += share.RowStep)
+        for (var pass = 0; pass < passes; pass++)
         {
-            quadView[(firstByte + Offset(row, quad)) >> 4] = quads[element >> 3];
-            element += share.RowStep * tokenStep;
+            quadView[(firstByte + source.Offset + (pass * targetStep)) >> 4] = source.Pass(token, pass);
         }
     }
 
@@ -104,8 +99,8 @@ internal readonly struct CoreTile
         return (ushort)((feature & 1) == 0 ? word & 0xFFFFu : word >> 16);
     }
 
-    // Byte offset of quad `quad` of row `row`.
-    private static int Offset(int row, int quad) => (quad >> 3) * BlockBytes + 128 * row + 16 * ((quad & 7) ^ (row & 7));
+    /// <summary>The byte of quad <paramref name="quad"/> of row <paramref name="row"/> within a tile.</summary>
+    public static int Offset(int row, int quad) => (quad >> 3) * BlockBytes + 128 * row + 16 * ((quad & 7) ^ (row & 7));
 
     // Start address and stride byte offset in 16-byte units, leading offset 1 (unused), 128-byte swizzle.
     private static ulong Descriptor(uint start, int stride) =>

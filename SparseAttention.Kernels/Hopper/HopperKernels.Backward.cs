@@ -17,6 +17,8 @@ namespace SparseAttention.Kernels.Hopper;
 //   v1  every product one wgmma chain, the portable kernels' walks, double buffers: 1.83 / 5.72 ms.
 //   v2  dK/dV: ColumnWalk (its table reads two blocks ahead), dK += dSᵀ . Q first in the next step at head dim 64:
 //       1.84 / 5.53 ms (dK/dV alone 1040 -> 930 us at D64, ncu).
+//   v3  as the forward's v4 (MaskBlock, TileSource, and TermsSource for dK/dV's terms): 1.66 / 5.25 ms (v2 in that
+//       call 1.76 / 5.44; ncu at D64: dQ 686 -> 664 us, dK/dV 955 -> 880 us).
 
 /// <summary>The Hopper (sm_90) fused backward.</summary>
 public static partial class HopperKernels
@@ -58,12 +60,26 @@ public static partial class HopperKernels
 
     /// <summary>The dK/dV kernel for a head dim: accumulators as wide as it.</summary>
     public static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim)
-        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        Action<FlashKeyValueGradParams> kernel = headDim switch
         {
             64 => KeyValueGradKernel<TElement, WideOutput64>,
             128 => KeyValueGradKernel<TElement, WideOutput128>,
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the Hopper dK/dV takes head dims 64 and 128"),
         };
+
+        // With the staging's per-thread sources held through the walk, ptxas took 174 registers at head dim 64 and two
+        // groups fit an SM; capped for three, it keeps the head's first element and the walk's flag (20 bytes) on the
+        // stack, stored before the loop and read after it (H200, ncu, causal fp16 4k: 1050 us uncapped, 880 capped;
+        // 918 with the staging recomputed every step and no stack).
+        if (headDim == 64)
+        {
+            KernelLoader.Bound(kernel.Method, TokenGroup.Threads, 3);
+        }
+
+        return kernel;
+    }
 
     // Per key step: S = Q . Kᵀ, P = exp2(S * scale - lse), dP = dO . Vᵀ, dS = P * (dP - delta), dQ += dS . K (times the
     // scale at the end). Staged: Q, dO, then K and V of steps in two buffers.
@@ -76,12 +92,13 @@ public static partial class HopperKernels
         var group = new TokenGroup(problem, features, transposed: false);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var inputs = p.Inputs;
-        long keyAddress = AsyncCopy.ToGlobal(inputs.KeyAddress), valueAddress = AsyncCopy.ToGlobal(inputs.ValueAddress);
-        var (query, outputGrad) = StageOwn(group, first, features, inputs.QueryQuads, inputs.QueryAddress, inputs.OutputGradQuads, inputs.OutputGradAddress);
+        var keySource = new TileSource(inputs.KeyQuads, inputs.KeyAddress, group);
+        var valueSource = new TileSource(inputs.ValueQuads, inputs.ValueAddress, group);
+        var (query, outputGrad) = StageOwn(group, first, features, new TileSource(inputs.QueryQuads, inputs.QueryAddress, group), new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group));
         var walk = group.RowWalk();
         if (!walk.Done)
         {
-            StageKeyStep(inputs, group, first, features, keyAddress, valueAddress, walk.Token, 0);
+            StageKeyStep(group, first, features, keySource, valueSource, walk.Token, 0);
         }
 
         AsyncCopy.Commit();
@@ -101,13 +118,13 @@ public static partial class HopperKernels
             var next = walk.Next(problem.Plan);
             if (!next.Done)
             {
-                StageKeyStep(inputs, group, first, features, keyAddress, valueAddress, next.Token, 1 - buffer);
+                StageKeyStep(group, first, features, keySource, valueSource, next.Token, 1 - buffer);
                 AsyncCopy.Commit();
             }
 
             var keys = StepKeys(group, first, features, buffer);
             scores.Compute<TElement>(query, keys, features);
-            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
+            group.MaskBlock(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2Minus(scaleLog2, lseLow, lseHigh);
             grads.Compute<TElement>(outputGrad, StepValues(group, first, features, buffer), features);
             scores.TimesGradMinus(grads, deltaLow, deltaHigh);
@@ -133,15 +150,16 @@ public static partial class HopperKernels
         var group = new TokenGroup(problem, features, transposed: true);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var inputs = p.Inputs;
-        long queryAddress = AsyncCopy.ToGlobal(inputs.QueryAddress), outputGradAddress = AsyncCopy.ToGlobal(inputs.OutputGradAddress);
-        long logSumExpAddress = AsyncCopy.ToGlobal(p.LogSumExpAddress), deltaAddress = AsyncCopy.ToGlobal(p.DeltaAddress);
-        var (keys, values) = StageOwn(group, first, features, inputs.KeyQuads, inputs.KeyAddress, inputs.ValueQuads, inputs.ValueAddress);
+        var querySource = new TileSource(inputs.QueryQuads, inputs.QueryAddress, group);
+        var outputGradSource = new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group);
+        var termsSource = new TermsSource(p.LogSumExp, AsyncCopy.ToGlobal(p.LogSumExpAddress), p.Delta, AsyncCopy.ToGlobal(p.DeltaAddress), problem.Dims.RowIndex(Grid.IdxY, 0), QueryStepTokens);
+        var (keys, values) = StageOwn(group, first, features, new TileSource(inputs.KeyQuads, inputs.KeyAddress, group), new TileSource(inputs.ValueQuads, inputs.ValueAddress, group));
         var deferred = DefersKeyGrad(features);
         var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features));
         var walk = group.ColumnWalk();
         if (!walk.Done)
         {
-            StageQueryStep(p, group, first, features, termsByte, queryAddress, outputGradAddress, logSumExpAddress, deltaAddress, walk.Token, 0, 0);
+            StageQueryStep(p, group, first, features, termsByte, querySource, outputGradSource, termsSource, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -166,14 +184,14 @@ public static partial class HopperKernels
             var nextQueries = queryBuffer + 1 == QueryBuffers(features) ? 0 : queryBuffer + 1;
             if (!next.Done)
             {
-                StageQueryStep(p, group, first, features, termsByte, queryAddress, outputGradAddress, logSumExpAddress, deltaAddress, next.Token, nextQueries, 1 - gradBuffer);
+                StageQueryStep(p, group, first, features, termsByte, querySource, outputGradSource, termsSource, next.Token, nextQueries, 1 - gradBuffer);
                 AsyncCopy.Commit();
             }
 
             var outputGrads = OutputGrads(group, first, features, gradBuffer);
             var terms = Terms(group, termsByte, gradBuffer);
             scores.Compute<TElement>(keys, Queries(group, first, features, queryBuffer), features);
-            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
+            group.MaskBlock(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2MinusColumns(scaleLog2, terms);
             valueGrad.Add<TElement>(scores.Operands<TElement>(), outputGrads);
             grads.Compute<TElement>(values, outputGrads, features);
@@ -218,13 +236,12 @@ public static partial class HopperKernels
 
     // Starts staging the group's own 64 tokens of the two tensors a walk keeps (Q and dO for dQ, K and V for dK/dV) into
     // tiles 0 and 1.
-    private static (CoreTile First, CoreTile Second) StageOwn(in TokenGroup group, int first, int features, ArrayView<Quad> firstQuads, long firstAddress, ArrayView<Quad> secondQuads, long secondAddress)
+    private static (CoreTile First, CoreTile Second) StageOwn(in TokenGroup group, int first, int features, in TileSource firstSource, in TileSource secondSource)
     {
-        var own = group.Token(group.FirstToken);
         var firstTile = BackwardTile(group, first, features, 0);
         var secondTile = BackwardTile(group, first, features, 1);
-        firstTile.Stage(firstQuads, AsyncCopy.ToGlobal(firstAddress), own, group.TokenStep, group.Share);
-        secondTile.Stage(secondQuads, AsyncCopy.ToGlobal(secondAddress), own, group.TokenStep, group.Share);
+        firstTile.Stage(firstSource, group.FirstToken);
+        secondTile.Stage(secondSource, group.FirstToken);
         return (firstTile, secondTile);
     }
 
@@ -237,21 +254,19 @@ public static partial class HopperKernels
     private static CoreTile StepValues(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 3 + (2 * buffer));
 
     // dQ starts copying the K and V rows of the step at key `token` into buffer `buffer`.
-    private static void StageKeyStep(in FlashBackwardInputs inputs, in TokenGroup group, int first, int features, long keyAddress, long valueAddress, int token, int buffer)
+    private static void StageKeyStep(in TokenGroup group, int first, int features, in TileSource keys, in TileSource values, int token, int buffer)
     {
-        var element = group.Token(token);
-        StepKeys(group, first, features, buffer).Stage(inputs.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
-        StepValues(group, first, features, buffer).Stage(inputs.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
+        StepKeys(group, first, features, buffer).Stage(keys, token);
+        StepValues(group, first, features, buffer).Stage(values, token);
     }
 
     // dK/dV starts copying the Q and dO rows of the step at query `token` into buffers `queryBuffer` and `gradBuffer`,
     // and the step's log-sum-exp and delta into terms buffer `gradBuffer` (the terms from byte `termsByte`).
-    private static void StageQueryStep(in FlashKeyValueGradParams p, in TokenGroup group, int first, int features, int termsByte, long queryAddress, long outputGradAddress, long logSumExpAddress, long deltaAddress, int token, int queryBuffer, int gradBuffer)
+    private static void StageQueryStep(in FlashKeyValueGradParams p, in TokenGroup group, int first, int features, int termsByte, in TileSource queries, in TileSource outputGrads, in TermsSource terms, int token, int queryBuffer, int gradBuffer)
     {
-        var element = group.Token(token);
-        Queries(group, first, features, queryBuffer).Stage(p.Inputs.QueryQuads, queryAddress, element, group.TokenStep, group.Share);
-        OutputGrads(group, first, features, gradBuffer).Stage(p.Inputs.OutputGradQuads, outputGradAddress, element, group.TokenStep, group.Share);
-        Terms(group, termsByte, gradBuffer).Stage(p.LogSumExp, logSumExpAddress, p.Delta, deltaAddress, p.Problem.Dims.RowIndex(Grid.IdxY, token));
+        Queries(group, first, features, queryBuffer).Stage(queries, token);
+        OutputGrads(group, first, features, gradBuffer).Stage(outputGrads, token);
+        Terms(group, termsByte, gradBuffer).Stage(terms, token);
     }
 
     // dK/dV's terms buffer `buffer`, the terms starting at byte `termsByte` (past every tile).

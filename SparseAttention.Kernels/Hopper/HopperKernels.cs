@@ -15,6 +15,9 @@ namespace SparseAttention.Kernels.Hopper;
 //       serialization): 1.00 ms. 128-byte swizzle, copies along rows, the walk after the S chain: 0.576 / 1.640 ms.
 //   v2  RowWalk, P . V in one statement with the rescaling, K and V double-buffered: 0.530 / 1.652 ms.
 //   v3  the step before's P . V first (no output moves), buffers per head dim: 0.510 / 1.463 ms.
+//   v4  no test for a missing block (the scores' moves at the mask join: loop 795 -> 744 instructions at D64) and
+//       staging addresses worked out once per thread (TileSource; 744 -> 724): 0.463 / 1.345 ms (v3 in that call:
+//       0.491 / 1.414).
 
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static partial class HopperKernels
@@ -65,15 +68,16 @@ public static partial class HopperKernels
         var group = new TokenGroup(problem, features, transposed: false);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
         var query = new CoreTile(group.Shared, first);
-        long keyAddress = AsyncCopy.ToGlobal(p.KeyAddress), valueAddress = AsyncCopy.ToGlobal(p.ValueAddress);
+        var keys = new TileSource(p.KeyQuads, p.KeyAddress, group);
+        var values = new TileSource(p.ValueQuads, p.ValueAddress, group);
 
         // Q stays staged for the whole walk (both S operands come from shared memory); K and V are staged a step
         // ahead (see KeyBuffers).
         var walk = group.RowWalk();
-        query.Stage(p.QueryQuads, AsyncCopy.ToGlobal(p.QueryAddress), group.Token(group.FirstToken), group.TokenStep, group.Share);
+        query.Stage(new TileSource(p.QueryQuads, p.QueryAddress, group), group.FirstToken);
         if (!walk.Done)
         {
-            StageStep(p, group, first, features, keyAddress, valueAddress, walk.Token, 0, 0);
+            StageStep(group, first, features, keys, values, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -103,7 +107,7 @@ public static partial class HopperKernels
             if (twoKeyBuffers && !next.Done)
             {
                 // Its K and V go where the step before last read them, before the barrier above.
-                StageStep(p, group, first, features, keyAddress, valueAddress, next.Token, nextKeys, nextValues);
+                StageStep(group, first, features, keys, values, next.Token, nextKeys, nextValues);
                 AsyncCopy.Commit();
             }
 
@@ -114,12 +118,12 @@ public static partial class HopperKernels
                 Group.Barrier();
                 if (!next.Done)
                 {
-                    StageStep(p, group, first, features, keyAddress, valueAddress, next.Token, nextKeys, nextValues);
+                    StageStep(group, first, features, keys, values, next.Token, nextKeys, nextValues);
                     AsyncCopy.Commit();
                 }
             }
 
-            group.Mask(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
+            group.MaskBlock(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             softmax.Step(ref scores, scaleLog2, out alphaLow, out alphaHigh);
             probabilities = scores.Operands<TElement>();
             walk = next;
@@ -149,6 +153,12 @@ public static partial class HopperKernels
         {
             throw new ArgumentException($"the Hopper kernels take head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {blockSize}", parameter);
         }
+
+        // TileSource multiplies a token by the bytes between tokens in 32 bits.
+        if (2L * problem.Dims.Heads * headDim > int.MaxValue)
+        {
+            throw new ArgumentException($"the Hopper kernels take at most 2^30 elements between tokens; this call has heads {problem.Dims.Heads} x head dim {headDim}", parameter);
+        }
     }
 
     // Buffers: at head dim 64, K has two and V three, so that a step's copies go where the step before last read and
@@ -169,13 +179,11 @@ public static partial class HopperKernels
     private static CoreTile Values(in TokenGroup group, int first, int features, int buffer) =>
         new(group.Shared, first + ((1 + KeyBuffers(features) + buffer) * CoreTile.Bytes(features)));
 
-    // Starts copying the K and V rows of the step at key `token` (from the global addresses `keyAddress` and
-    // `valueAddress`) into buffers `keyBuffer` and `valueBuffer`.
-    private static void StageStep(in FlashForwardParams p, in TokenGroup group, int first, int features, long keyAddress, long valueAddress, int token, int keyBuffer, int valueBuffer)
+    // Starts copying the K and V rows of the step at key `token` into buffers `keyBuffer` and `valueBuffer`.
+    private static void StageStep(in TokenGroup group, int first, int features, in TileSource keys, in TileSource values, int token, int keyBuffer, int valueBuffer)
     {
-        var element = group.Token(token);
-        Keys(group, first, features, keyBuffer).Stage(p.KeyQuads, keyAddress, element, group.TokenStep, group.Share);
-        Values(group, first, features, valueBuffer).Stage(p.ValueQuads, valueAddress, element, group.TokenStep, group.Share);
+        Keys(group, first, features, keyBuffer).Stage(keys, token);
+        Values(group, first, features, valueBuffer).Stage(values, token);
     }
 
     // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
