@@ -13,7 +13,7 @@ internal readonly struct TileSource
 {
     private readonly ArrayView<Quad> quads;
     private readonly long element, address, tokenStep;
-    private readonly int tokenBytes;
+    private readonly uint tokenBytes;
 
     /// <summary>The rows of <paramref name="quads"/> (global address <paramref name="deviceAddress"/>, taken on the host) for <paramref name="group"/>'s (sequence, head).</summary>
     public TileSource(ArrayView<Quad> quads, long deviceAddress, in TokenGroup group)
@@ -23,7 +23,7 @@ internal readonly struct TileSource
         RowStep = share.RowStep;
         Offset = CoreTile.Offset(share.Row, share.Element >> 3);
         tokenStep = group.TokenStep;
-        tokenBytes = (int)(2 * tokenStep);
+        tokenBytes = (uint)(2 * tokenStep);
         element = group.HeadZero + share.Row * tokenStep + share.Element;
         address = AsyncCopy.ToGlobal(deviceAddress) + 2 * element;
     }
@@ -35,11 +35,11 @@ internal readonly struct TileSource
     public int Offset { get; }
 
     /// <summary>Bytes between this thread's passes in global memory.</summary>
-    public long PassBytes => (long)tokenBytes * RowStep;
+    public long PassBytes => (long)((ulong)tokenBytes * (uint)RowStep);
 
     /// <summary>This thread's quad of pass <paramref name="pass"/> of the staging at <paramref name="token"/> (the CPU twins copy it).</summary>
     public Quad Pass(int token, int pass) => quads[(element + ((long)token + pass * RowStep) * tokenStep) >> 3];
 
     /// <summary>The global byte address of this thread's first quad in the row of <paramref name="token"/> (CUDA): a 32-bit product, as the launchers check.</summary>
-    public long Address(int token) => address + ((long)token * tokenBytes);
+    public long Address(int token) => address + (long)((ulong)(uint)token * tokenBytes);
 }
