@@ -90,15 +90,15 @@ public static partial class HopperKernels
         var problem = p.Problem;
         var features = default(TOutput).Features;
         var group = new TokenGroup(problem, features, transposed: false);
-        var first = CoreTile.AlignedByte(group.FirstStagedByte);
+        var tiles = new CoreTile(group.Shared, CoreTile.AlignedByte(group.FirstStagedByte));
         var inputs = p.Inputs;
         var keySource = new TileSource(inputs.KeyQuads, inputs.KeyAddress, group);
         var valueSource = new TileSource(inputs.ValueQuads, inputs.ValueAddress, group);
-        var (query, outputGrad) = StageOwn(group, first, features, new TileSource(inputs.QueryQuads, inputs.QueryAddress, group), new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group));
+        var (query, outputGrad) = StageOwn(group, tiles, features, new TileSource(inputs.QueryQuads, inputs.QueryAddress, group), new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group));
         var walk = group.RowWalk();
         if (!walk.Done)
         {
-            StageKeyStep(group, first, features, keySource, valueSource, walk.Token, 0);
+            StageKeyStep(tiles, features, keySource, valueSource, walk.Token, 0);
         }
 
         AsyncCopy.Commit();
@@ -118,15 +118,15 @@ public static partial class HopperKernels
             var next = walk.Next(problem.Plan);
             if (!next.Done)
             {
-                StageKeyStep(group, first, features, keySource, valueSource, next.Token, 1 - buffer);
+                StageKeyStep(tiles, features, keySource, valueSource, next.Token, 1 - buffer);
                 AsyncCopy.Commit();
             }
 
-            var keys = StepKeys(group, first, features, buffer);
+            var keys = StepKeys(tiles, features, buffer);
             scores.Compute<TElement>(query, keys, features);
             group.MaskBlock(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2Minus(scaleLog2, lseLow, lseHigh);
-            grads.Compute<TElement>(outputGrad, StepValues(group, first, features, buffer), features);
+            grads.Compute<TElement>(outputGrad, StepValues(tiles, features, buffer), features);
             scores.TimesGradMinus(grads, deltaLow, deltaHigh);
             queryGrad.Add<TElement>(scores.Operands<TElement>(), keys);
             walk = next;
@@ -149,17 +149,18 @@ public static partial class HopperKernels
         var features = default(TOutput).Features;
         var group = new TokenGroup(problem, features, transposed: true);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
+        var tiles = new CoreTile(group.Shared, first);
+        var stagedTerms = new StagedTerms(group.Shared, first + (KeyValueGradTiles(features) * CoreTile.Bytes(features)), QueryStepTokens);
         var inputs = p.Inputs;
         var querySource = new TileSource(inputs.QueryQuads, inputs.QueryAddress, group);
         var outputGradSource = new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group);
         var termsSource = new TermsSource(p.LogSumExp, AsyncCopy.ToGlobal(p.LogSumExpAddress), p.Delta, AsyncCopy.ToGlobal(p.DeltaAddress), problem.Dims.RowIndex(Grid.IdxY, 0), QueryStepTokens);
-        var (keys, values) = StageOwn(group, first, features, new TileSource(inputs.KeyQuads, inputs.KeyAddress, group), new TileSource(inputs.ValueQuads, inputs.ValueAddress, group));
+        var (keys, values) = StageOwn(group, tiles, features, new TileSource(inputs.KeyQuads, inputs.KeyAddress, group), new TileSource(inputs.ValueQuads, inputs.ValueAddress, group));
         var deferred = DefersKeyGrad(features);
-        var termsByte = first + (KeyValueGradTiles(features) * CoreTile.Bytes(features));
         var walk = group.ColumnWalk();
         if (!walk.Done)
         {
-            StageQueryStep(p, group, first, features, termsByte, querySource, outputGradSource, termsSource, walk.Token, 0, 0);
+            StageQueryStep(tiles, stagedTerms, features, querySource, outputGradSource, termsSource, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -177,20 +178,20 @@ public static partial class HopperKernels
             Landed();
             if (deferred)
             {
-                keyGrad.Add<TElement>(gradScores, Queries(group, first, features, previous));
+                keyGrad.Add<TElement>(gradScores, Queries(tiles, features, previous));
             }
 
             var next = walk.Next(problem.Plan);
             var nextQueries = queryBuffer + 1 == QueryBuffers(features) ? 0 : queryBuffer + 1;
             if (!next.Done)
             {
-                StageQueryStep(p, group, first, features, termsByte, querySource, outputGradSource, termsSource, next.Token, nextQueries, 1 - gradBuffer);
+                StageQueryStep(tiles, stagedTerms, features, querySource, outputGradSource, termsSource, next.Token, nextQueries, 1 - gradBuffer);
                 AsyncCopy.Commit();
             }
 
-            var outputGrads = OutputGrads(group, first, features, gradBuffer);
-            var terms = Terms(group, termsByte, gradBuffer);
-            scores.Compute<TElement>(keys, Queries(group, first, features, queryBuffer), features);
+            var outputGrads = OutputGrads(tiles, features, gradBuffer);
+            var terms = Terms(stagedTerms, gradBuffer);
+            scores.Compute<TElement>(keys, Queries(tiles, features, queryBuffer), features);
             group.MaskBlock(ref scores, problem, walk.Token, walk.TokenInBlock, walk.Block, walk.IsFull);
             scores.Exp2MinusColumns(scaleLog2, terms);
             valueGrad.Add<TElement>(scores.Operands<TElement>(), outputGrads);
@@ -199,7 +200,7 @@ public static partial class HopperKernels
             gradScores = scores.Operands<TElement>();
             if (!deferred)
             {
-                keyGrad.Add<TElement>(gradScores, Queries(group, first, features, queryBuffer));
+                keyGrad.Add<TElement>(gradScores, Queries(tiles, features, queryBuffer));
             }
 
             walk = next;
@@ -210,7 +211,7 @@ public static partial class HopperKernels
 
         if (walked && deferred)
         {
-            keyGrad.Add<TElement>(gradScores, Queries(group, first, features, previous));
+            keyGrad.Add<TElement>(gradScores, Queries(tiles, features, previous));
         }
 
         AsyncCopy.WaitAll();
@@ -236,46 +237,45 @@ public static partial class HopperKernels
 
     // Starts staging the group's own 64 tokens of the two tensors a walk keeps (Q and dO for dQ, K and V for dK/dV) into
     // tiles 0 and 1.
-    private static (CoreTile First, CoreTile Second) StageOwn(in TokenGroup group, int first, int features, in TileSource firstSource, in TileSource secondSource)
+    private static (CoreTile First, CoreTile Second) StageOwn(in TokenGroup group, in CoreTile tiles, int features, in TileSource firstSource, in TileSource secondSource)
     {
-        var firstTile = BackwardTile(group, first, features, 0);
-        var secondTile = BackwardTile(group, first, features, 1);
+        var firstTile = BackwardTile(tiles, features, 0);
+        var secondTile = BackwardTile(tiles, features, 1);
         firstTile.Stage(firstSource, group.FirstToken);
         secondTile.Stage(secondSource, group.FirstToken);
         return (firstTile, secondTile);
     }
 
     // Tile `index` of the backward's staged memory.
-    private static CoreTile BackwardTile(in TokenGroup group, int first, int features, int index) => new(group.Shared, first + (index * CoreTile.Bytes(features)));
+    private static CoreTile BackwardTile(in CoreTile tiles, int features, int index) => tiles.Shifted(index * CoreTile.Bytes(features));
 
     // dQ's K buffer `buffer` (tiles 2, 4) and V buffer (3, 5).
-    private static CoreTile StepKeys(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + (2 * buffer));
+    private static CoreTile StepKeys(in CoreTile tiles, int features, int buffer) => BackwardTile(tiles, features, 2 + (2 * buffer));
 
-    private static CoreTile StepValues(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 3 + (2 * buffer));
+    private static CoreTile StepValues(in CoreTile tiles, int features, int buffer) => BackwardTile(tiles, features, 3 + (2 * buffer));
 
     // dQ starts copying the K and V rows of the step at key `token` into buffer `buffer`.
-    private static void StageKeyStep(in TokenGroup group, int first, int features, in TileSource keys, in TileSource values, int token, int buffer)
+    private static void StageKeyStep(in CoreTile tiles, int features, in TileSource keys, in TileSource values, int token, int buffer)
     {
-        StepKeys(group, first, features, buffer).Stage(keys, token);
-        StepValues(group, first, features, buffer).Stage(values, token);
+        StepKeys(tiles, features, buffer).Stage(keys, token);
+        StepValues(tiles, features, buffer).Stage(values, token);
     }
 
     // dK/dV starts copying the Q and dO rows of the step at query `token` into buffers `queryBuffer` and `gradBuffer`,
-    // and the step's log-sum-exp and delta into terms buffer `gradBuffer` (the terms from byte `termsByte`).
-    private static void StageQueryStep(in FlashKeyValueGradParams p, in TokenGroup group, int first, int features, int termsByte, in TileSource queries, in TileSource outputGrads, in TermsSource terms, int token, int queryBuffer, int gradBuffer)
+    // and the step's log-sum-exp and delta into terms buffer `gradBuffer` (of the two from `stagedTerms`).
+    private static void StageQueryStep(in CoreTile tiles, in StagedTerms stagedTerms, int features, in TileSource queries, in TileSource outputGrads, in TermsSource terms, int token, int queryBuffer, int gradBuffer)
     {
-        Queries(group, first, features, queryBuffer).Stage(queries, token);
-        OutputGrads(group, first, features, gradBuffer).Stage(outputGrads, token);
-        Terms(group, termsByte, gradBuffer).Stage(terms, token);
+        Queries(tiles, features, queryBuffer).Stage(queries, token);
+        OutputGrads(tiles, features, gradBuffer).Stage(outputGrads, token);
+        Terms(stagedTerms, gradBuffer).Stage(terms, token);
     }
 
-    // dK/dV's terms buffer `buffer`, the terms starting at byte `termsByte` (past every tile).
-    private static StagedTerms Terms(in TokenGroup group, int termsByte, int buffer) =>
-        new(group.Shared, termsByte + (buffer * StagedTerms.Bytes(QueryStepTokens)), QueryStepTokens);
+    // dK/dV's terms buffer `buffer` of the two from `stagedTerms` (past every tile).
+    private static StagedTerms Terms(in StagedTerms stagedTerms, int buffer) => stagedTerms.Shifted(buffer * StagedTerms.Bytes(QueryStepTokens));
 
     // Q buffer `buffer` of dK/dV.
-    private static CoreTile Queries(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + buffer);
+    private static CoreTile Queries(in CoreTile tiles, int features, int buffer) => BackwardTile(tiles, features, 2 + buffer);
 
     // dO buffer `buffer` of dK/dV.
-    private static CoreTile OutputGrads(in TokenGroup group, int first, int features, int buffer) => BackwardTile(group, first, features, 2 + QueryBuffers(features) + buffer);
+    private static CoreTile OutputGrads(in CoreTile tiles, int features, int buffer) => BackwardTile(tiles, features, 2 + QueryBuffers(features) + buffer);
 }

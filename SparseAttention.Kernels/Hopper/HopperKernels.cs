@@ -67,7 +67,8 @@ public static partial class HopperKernels
         var features = default(TOutput).Features;
         var group = new TokenGroup(problem, features, transposed: false);
         var first = CoreTile.AlignedByte(group.FirstStagedByte);
-        var query = new CoreTile(group.Shared, first);
+        var tiles = new CoreTile(group.Shared, first);
+        var query = tiles;
         var keys = new TileSource(p.KeyQuads, p.KeyAddress, group);
         var values = new TileSource(p.ValueQuads, p.ValueAddress, group);
 
@@ -77,7 +78,7 @@ public static partial class HopperKernels
         query.Stage(new TileSource(p.QueryQuads, p.QueryAddress, group), group.FirstToken);
         if (!walk.Done)
         {
-            StageStep(group, first, features, keys, values, walk.Token, 0, 0);
+            StageStep(tiles, features, keys, values, walk.Token, 0, 0);
         }
 
         AsyncCopy.Commit();
@@ -99,7 +100,7 @@ public static partial class HopperKernels
             // This step's K and V (and, first, Q) have landed and are visible to wgmma, and every thread has finished
             // the step before (its products are complete when they return).
             Landed();
-            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(group, first, features, previous));
+            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(tiles, features, previous));
 
             // The next step from registers (the loads it issues for the block after are first read a step later).
             var next = walk.Next(problem.Plan);
@@ -107,18 +108,18 @@ public static partial class HopperKernels
             if (twoKeyBuffers && !next.Done)
             {
                 // Its K and V go where the step before last read them, before the barrier above.
-                StageStep(group, first, features, keys, values, next.Token, nextKeys, nextValues);
+                StageStep(tiles, features, keys, values, next.Token, nextKeys, nextValues);
                 AsyncCopy.Commit();
             }
 
-            scores.Compute<TElement>(query, Keys(group, first, features, keyBuffer), features);
+            scores.Compute<TElement>(query, Keys(tiles, features, keyBuffer), features);
             if (!twoKeyBuffers)
             {
                 // One K buffer: the next K waits for every thread's S, and the next V for every thread's P . V above.
                 Group.Barrier();
                 if (!next.Done)
                 {
-                    StageStep(group, first, features, keys, values, next.Token, nextKeys, nextValues);
+                    StageStep(tiles, features, keys, values, next.Token, nextKeys, nextValues);
                     AsyncCopy.Commit();
                 }
             }
@@ -134,7 +135,7 @@ public static partial class HopperKernels
 
         if (walked)
         {
-            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(group, first, features, previous));
+            output.Accumulate<TElement>(probabilities, alphaLow, alphaHigh, Values(tiles, features, previous));
         }
 
         // A row with nothing to walk leaves its Q copies unawaited.
@@ -173,17 +174,17 @@ public static partial class HopperKernels
     private static int TileCount(int features) => 1 + KeyBuffers(features) + ValueBuffers(features);
 
     // K buffer `buffer` of tiles of `features` features from byte `first`.
-    private static CoreTile Keys(in TokenGroup group, int first, int features, int buffer) => new(group.Shared, first + ((1 + buffer) * CoreTile.Bytes(features)));
+    private static CoreTile Keys(in CoreTile tiles, int features, int buffer) => tiles.Shifted((1 + buffer) * CoreTile.Bytes(features));
 
     // V buffer `buffer`.
-    private static CoreTile Values(in TokenGroup group, int first, int features, int buffer) =>
-        new(group.Shared, first + ((1 + KeyBuffers(features) + buffer) * CoreTile.Bytes(features)));
+    private static CoreTile Values(in CoreTile tiles, int features, int buffer) =>
+        tiles.Shifted((1 + KeyBuffers(features) + buffer) * CoreTile.Bytes(features));
 
     // Starts copying the K and V rows of the step at key `token` into buffers `keyBuffer` and `valueBuffer`.
-    private static void StageStep(in TokenGroup group, int first, int features, in TileSource keys, in TileSource values, int token, int keyBuffer, int valueBuffer)
+    private static void StageStep(in CoreTile tiles, int features, in TileSource keys, in TileSource values, int token, int keyBuffer, int valueBuffer)
     {
-        Keys(group, first, features, keyBuffer).Stage(keys, token);
-        Values(group, first, features, valueBuffer).Stage(values, token);
+        Keys(tiles, features, keyBuffer).Stage(keys, token);
+        Values(tiles, features, valueBuffer).Stage(values, token);
     }
 
     // This thread's copies have landed and are visible to wgmma's async proxy; then every thread's are.
