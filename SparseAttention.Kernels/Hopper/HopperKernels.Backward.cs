@@ -17,8 +17,8 @@ namespace SparseAttention.Kernels.Hopper;
 //   v1  every product one wgmma chain, the portable kernels' walks, double buffers: 1.83 / 5.72 ms.
 //   v2  dK/dV: ColumnWalk (its table reads two blocks ahead), dK += dSᵀ . Q first in the next step at head dim 64:
 //       1.84 / 5.53 ms (dK/dV alone 1040 -> 930 us at D64, ncu).
-//   v3  as the forward's v4 (MaskBlock, TileSource, and TermsSource for dK/dV's terms): 1.66 / 5.25 ms (v2 in that
-//       call 1.76 / 5.44; ncu at D64: dQ 686 -> 664 us, dK/dV 955 -> 880 us).
+//   v3  as the forward's v4 (MaskBlock, TileSource and TermsSource, Shifted tiles), dK/dV at D64 capped for three
+//       groups per SM: 1.71 / 5.32 ms (ncu at D64: dQ 686 -> 627 us, dK/dV 955 -> 877 us).
 
 /// <summary>The Hopper (sm_90) fused backward.</summary>
 public static partial class HopperKernels
@@ -70,9 +70,9 @@ public static partial class HopperKernels
         };
 
         // With the staging's per-thread sources held through the walk, ptxas took 174 registers at head dim 64 and two
-        // groups fit an SM; capped for three, it keeps the head's first element and the walk's flag (20 bytes) on the
-        // stack, stored before the loop and read after it (H200, ncu, causal fp16 4k: 1050 us uncapped, 880 capped;
-        // 918 with the staging recomputed every step and no stack).
+        // groups fit an SM; capped for three, it keeps 24 bytes on the stack, Q's and dO's source addresses among them,
+        // which each staging step reads back from L1 (H200, ncu, causal fp16 4k: 1050 us uncapped, 877 capped; 918
+        // with the staging recomputed every step and no stack).
         if (headDim == 64)
         {
             KernelLoader.Bound(kernel.Method, TokenGroup.Threads, 3);

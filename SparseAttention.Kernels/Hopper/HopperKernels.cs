@@ -15,9 +15,9 @@ namespace SparseAttention.Kernels.Hopper;
 //       serialization): 1.00 ms. 128-byte swizzle, copies along rows, the walk after the S chain: 0.576 / 1.640 ms.
 //   v2  RowWalk, P . V in one statement with the rescaling, K and V double-buffered: 0.530 / 1.652 ms.
 //   v3  the step before's P . V first (no output moves), buffers per head dim: 0.510 / 1.463 ms.
-//   v4  no test for a missing block (the scores' moves at the mask join: loop 795 -> 744 instructions at D64) and
-//       staging addresses worked out once per thread (TileSource; 744 -> 724): 0.463 / 1.345 ms (v3 in that call:
-//       0.491 / 1.414).
+//   v4  no test for a missing block (the scores' moves at the mask join: loop 795 -> 744 instructions at D64),
+//       staging addresses worked out once per thread (TileSource; -> 722) and tiles shifted from one base tile (the
+//       shared window read once; -> 705): ncu 634 -> 557 us at D64, 1.78 -> 1.70 ms at D128; 0.485 / 1.358 ms.
 
 /// <summary>The Hopper (sm_90) fused kernels and their launchers.</summary>
 public static partial class HopperKernels
