@@ -14,7 +14,7 @@ internal readonly struct TermsSource
 
     /// <summary>
     /// The share of thread <c>Group.IdxX</c> of the terms of steps of <paramref name="tokens"/> queries, rows
-    /// <paramref name="firstRow"/> + the step's query (also at the byte addresses given, taken on the host).
+    /// <paramref name="firstRow"/> + the step's query (also at the global-window byte addresses given, on CUDA).
     /// </summary>
     public TermsSource(ArrayView<float> logSumExp, long logSumExpAddress, ArrayView<float> delta, long deltaAddress, long firstRow, int tokens)
     {
