@@ -155,10 +155,10 @@ public static partial class HopperKernels
             throw new ArgumentException($"the Hopper kernels take head dims 64 and 128 and blocks of 64 and 128; this call has head dim {headDim}, block size {blockSize}", parameter);
         }
 
-        // TileSource multiplies a token by the bytes between tokens in 32 bits.
+        // TileSource takes the bytes between tokens as a 32-bit operand of its wide multiply.
         if (2L * problem.Dims.Heads * headDim > int.MaxValue)
         {
-            throw new ArgumentException($"the Hopper kernels take at most 2^30 elements between tokens; this call has heads {problem.Dims.Heads} x head dim {headDim}", parameter);
+            throw new ArgumentException($"the Hopper kernels take fewer than 2^30 elements between tokens (heads x head dim); this call has heads {problem.Dims.Heads} x head dim {headDim}", parameter);
         }
     }
 
@@ -173,7 +173,7 @@ public static partial class HopperKernels
     // Staged tiles of the forward: Q, then K's buffers, then V's.
     private static int TileCount(int features) => 1 + KeyBuffers(features) + ValueBuffers(features);
 
-    // K buffer `buffer` of tiles of `features` features from byte `first`.
+    // K buffer `buffer` of tiles of `features` features, counted from the base tile (Q).
     private static CoreTile Keys(in CoreTile tiles, int features, int buffer) => tiles.Shifted((1 + buffer) * CoreTile.Bytes(features));
 
     // V buffer `buffer`.

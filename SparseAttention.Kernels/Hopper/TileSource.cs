@@ -40,6 +40,6 @@ internal readonly struct TileSource
     /// <summary>This thread's quad of pass <paramref name="pass"/> of the staging at <paramref name="token"/> (the CPU twins copy it).</summary>
     public Quad Pass(int token, int pass) => quads[(element + ((long)token + pass * RowStep) * tokenStep) >> 3];
 
-    /// <summary>The global byte address of this thread's first quad in the row of <paramref name="token"/> (CUDA): a 32-bit product, as the launchers check.</summary>
+    /// <summary>The global byte address of this thread's first quad in the row of <paramref name="token"/> (CUDA): the token times the bytes between tokens, both 32-bit operands of one wide multiply (the launchers check the stride fits).</summary>
     public long Address(int token) => address + (long)((ulong)(uint)token * tokenBytes);
 }
