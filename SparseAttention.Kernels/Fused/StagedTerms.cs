@@ -47,7 +47,11 @@ internal readonly struct StagedTerms
     /// addresses given, on CUDA); they land at the next <see cref="AsyncCopy.WaitAll"/>, elsewhere at once.
     /// </summary>
     public void Stage(ArrayView<float> logSumExp, long logSumExpAddress, ArrayView<float> delta, long deltaAddress, long firstRow) =>
-        Stage(new TermsSource(logSumExp, logSumExpAddress, delta, deltaAddress, firstRow, tokens), 0);
+        Stage(SourceOf(logSumExp, logSumExpAddress, delta, deltaAddress, firstRow), 0);
+
+    /// <summary>This thread's share of staging these terms, rows <paramref name="firstRow"/> + a step's query (the global-window addresses given, on CUDA).</summary>
+    public TermsSource SourceOf(ArrayView<float> logSumExp, long logSumExpAddress, ArrayView<float> delta, long deltaAddress, long firstRow) =>
+        new(logSumExp, logSumExpAddress, delta, deltaAddress, firstRow, tokens);
 
     /// <summary>The group's first threads start copying the terms of the step at query <paramref name="token"/> of <paramref name="source"/>'s walk.</summary>
     public void Stage(in TermsSource source, int token)

@@ -60,26 +60,12 @@ public static partial class HopperKernels
 
     /// <summary>The dK/dV kernel for a head dim: accumulators as wide as it.</summary>
     public static Action<FlashKeyValueGradParams> KeyValueGradKernelFor<TElement>(int headDim)
-        where TElement : struct, IElement<ushort>, IMmaElement
-    {
-        Action<FlashKeyValueGradParams> kernel = headDim switch
+        where TElement : struct, IElement<ushort>, IMmaElement => headDim switch
         {
-            64 => KeyValueGradKernel<TElement, WideOutput64>,
-            128 => KeyValueGradKernel<TElement, WideOutput128>,
+            64 => KeyValueGradKernels<TElement>.HeadDim64,
+            128 => KeyValueGradKernels<TElement>.HeadDim128,
             _ => throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "the Hopper dK/dV takes head dims 64 and 128"),
         };
-
-        // With the staging's per-thread sources held through the walk, ptxas took 174 registers at head dim 64 and two
-        // groups fit an SM; capped for three, it keeps 24 bytes on the stack, Q's and dO's source addresses among them,
-        // which each staging step reads back from L1 (H200, ncu, causal fp16 4k: 1050 us uncapped, 877 capped; 918
-        // with the staging recomputed every step and no stack).
-        if (headDim == 64)
-        {
-            KernelLoader.Bound(kernel.Method, TokenGroup.Threads, 3);
-        }
-
-        return kernel;
-    }
 
     // Per key step: S = Q . Kᵀ, P = exp2(S * scale - lse), dP = dO . Vᵀ, dS = P * (dP - delta), dQ += dS . K (times the
     // scale at the end). Staged: Q, dO, then K and V of steps in two buffers.
@@ -154,7 +140,7 @@ public static partial class HopperKernels
         var inputs = p.Inputs;
         var querySource = new TileSource(inputs.QueryQuads, inputs.QueryAddress, group);
         var outputGradSource = new TileSource(inputs.OutputGradQuads, inputs.OutputGradAddress, group);
-        var termsSource = new TermsSource(p.LogSumExp, AsyncCopy.ToGlobal(p.LogSumExpAddress), p.Delta, AsyncCopy.ToGlobal(p.DeltaAddress), problem.Dims.RowIndex(Grid.IdxY, 0), QueryStepTokens);
+        var termsSource = stagedTerms.SourceOf(p.LogSumExp, AsyncCopy.ToGlobal(p.LogSumExpAddress), p.Delta, AsyncCopy.ToGlobal(p.DeltaAddress), problem.Dims.RowIndex(Grid.IdxY, 0));
         var (keys, values) = StageOwn(group, tiles, features, new TileSource(inputs.KeyQuads, inputs.KeyAddress, group), new TileSource(inputs.ValueQuads, inputs.ValueAddress, group));
         var deferred = DefersKeyGrad(features);
         var walk = group.ColumnWalk();
@@ -278,4 +264,23 @@ public static partial class HopperKernels
 
     // dO buffer `buffer` of dK/dV.
     private static CoreTile OutputGrads(in CoreTile tiles, int features, int buffer) => BackwardTile(tiles, features, 2 + QueryBuffers(features) + buffer);
+
+    // The dK/dV kernels of an element type, made once, with the head dim 64 one's launch bounds given before its first
+    // compile. With the staging's per-thread sources held through the walk, ptxas took 174 registers at head dim 64 and
+    // two groups fit an SM; capped for three, it keeps 24 bytes on the stack, Q's and dO's source addresses among them,
+    // which each staging step reads back from L1 (H200, ncu, causal fp16 4k: 1050 us uncapped, 877 capped; 918 with
+    // the staging recomputed every step and no stack).
+    private static class KeyValueGradKernels<TElement>
+        where TElement : struct, IElement<ushort>, IMmaElement
+    {
+        public static readonly Action<FlashKeyValueGradParams> HeadDim64 = ThreeGroups(KeyValueGradKernel<TElement, WideOutput64>);
+
+        public static readonly Action<FlashKeyValueGradParams> HeadDim128 = KeyValueGradKernel<TElement, WideOutput128>;
+
+        private static Action<FlashKeyValueGradParams> ThreeGroups(Action<FlashKeyValueGradParams> kernel)
+        {
+            KernelLoader.Bound(kernel.Method, TokenGroup.Threads, 3);
+            return kernel;
+        }
+    }
 }
